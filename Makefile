@@ -1,0 +1,70 @@
+# The two commands of the README. Both set up what they need, idempotently:
+#   make run   - install, then start the backend (7071) with the embedded emulator (8888)
+#   make test  - install (incl. dev tools, Node clients, Debian's chromium), lint, type-check, test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.run-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
+NODE_STAMP := node_modules/.install-stamp
+PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+
+.PHONY: run test lint typecheck unit bench install install-dev browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(RUN_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(RUN_STAMP) $(NODE_STAMP)
+
+install-dev: $(DEV_STAMP) $(NODE_STAMP) browser
+
+# Debian's chromium for the browser test: Playwright's own browser download is not
+# available here, so the test points Playwright at /usr/bin/chromium.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing; the browser test will be skipped (apt-get install chromium)"; \
+	  fi; \
+	fi
+
+run: install
+	$(BIN)/python -m app
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: install-dev lint typecheck
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine -q || true
+	$(BIN)/coverage report
+
+bench: install-dev
+	$(BIN)/python bench/negotiate.py
+
+clean:
+	rm -rf $(VENV) node_modules .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache test-output

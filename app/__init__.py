@@ -1,0 +1,5 @@
+"""serverless-signalr: Azure Functions' SignalR Service bindings, on FastAPI."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

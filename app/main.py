@@ -1,0 +1,146 @@
+"""The backend's ASGI application: ``uvicorn app.main:app``.
+
+:func:`create_app` wires everything: one :class:`~app.services.signalr.SignalRService`
+(one pooled HTTP client) opened and closed by the lifespan, the hub registry, the
+negotiator, CORS, the routers, and the exception handlers that turn the package's
+exception tree into HTTP answers. ``app`` is created lazily on first access, so importing
+this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.exceptions import (
+    ServiceError,
+    ServiceThrottledError,
+    ServiceUnavailableError,
+    SignalRError,
+)
+from app.routers import gateway, health, negotiate, upstream, web
+from app.services.dispatcher import HubRegistry
+from app.services.negotiation import Negotiator
+from app.services.signalr import SignalRService
+from app.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("app")
+
+# The headers the official JS client sends on its negotiate POST, plus the dev user id.
+_CORS_HEADERS = [
+    "authorization",
+    "content-type",
+    "x-requested-with",
+    "x-signalr-user-agent",
+    "x-ms-signalr-user-id",
+    "x-functions-key",
+]
+
+
+def _error_response(exc: SignalRError) -> JSONResponse:
+    status = exc.status_code
+    headers: dict[str, str] = {}
+    body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
+    if isinstance(exc, ServiceError):
+        # The service's own status tells the caller what happened upstream; ours says
+        # the failure was not theirs.
+        body["serviceStatus"] = exc.status_code
+        if exc.error_code:
+            body["serviceErrorCode"] = exc.error_code
+        if isinstance(exc, ServiceThrottledError):
+            status = 429
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        elif isinstance(exc, ServiceUnavailableError):
+            status = 503
+        else:
+            status = 502
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _handle_signalr_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SignalRError)
+    if exc.status_code >= 500 or isinstance(exc, ServiceError):
+        logger.warning("%s %s failed: %s", request.method, request.url.path, exc)
+    return _error_response(exc)
+
+
+class _NegotiationHooks:
+    """Adapts the hub registry to what the negotiator needs."""
+
+    def __init__(self, registry: HubRegistry) -> None:
+        self._registry = registry
+
+    def has_hub(self, name: str) -> bool:
+        return self._registry.has_hub(name)
+
+    async def shape_negotiation(self, hub: str, identity: Any, headers: Any, query: Any) -> Any:
+        return await self._registry.shape_negotiation(hub, identity, headers, query)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the backend.
+
+    Args:
+        settings: the settings to use; by default read from the environment.
+
+    Returns:
+        The FastAPI application. Its lifespan opens the REST client; serve it with
+        uvicorn (``uvicorn app.main:app`` or ``python -m app``).
+    """
+    settings = settings if settings is not None else get_settings()
+    registry = HubRegistry.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with SignalRService.open(settings) as service:
+            registry.bind(service)
+            app.state.signalr = service
+            app.state.negotiator = Negotiator(
+                settings, _NegotiationHooks(registry), pick_endpoint=service.negotiate_endpoint
+            )
+            yield
+
+    app = FastAPI(
+        title="serverless-signalr",
+        version=__version__,
+        description=(
+            "Azure Functions' SignalR Service bindings on FastAPI: negotiate, the upstream "
+            "webhook, and a gateway to send messages and manage groups."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.hubs = registry
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_credentials,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=_CORS_HEADERS,
+            max_age=600,
+        )
+    app.add_exception_handler(SignalRError, _handle_signalr_error)
+    app.include_router(health.router)
+    app.include_router(negotiate.router)
+    app.include_router(upstream.router)
+    app.include_router(gateway.router)
+    app.include_router(web.router)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn app.main:app`` asks for ``app``: build it then, from the environment.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

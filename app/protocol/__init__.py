@@ -1,0 +1,3 @@
+"""app/protocol."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""app/routers."""
+
+from __future__ import annotations

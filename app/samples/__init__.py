@@ -1,0 +1,3 @@
+"""app/samples."""
+
+from __future__ import annotations

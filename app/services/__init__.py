@@ -1,0 +1,3 @@
+"""app/services."""
+
+from __future__ import annotations

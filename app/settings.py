@@ -1,0 +1,224 @@
+"""The backend's one settings class, read from the environment (and ``.env``) at start-up.
+
+Fixed names from ARCHITECTURE.md keep an existing Function App's settings working:
+``AzureSignalRConnectionString``, ``WEBSITE_AUTH_ENABLED``, ``GATEWAY_API_KEYS`` and
+``Azure__SignalR__Endpoints__<name>[__primary|__secondary]``. Every other setting is
+``SIGNALR_<FIELD>``. Connection strings are parsed once, here, so a bad one stops the
+process at start-up with a message instead of failing each request.
+
+Use :func:`get_settings` (cached) as a FastAPI dependency, or build ``Settings(...)``
+explicitly in tests; never patch module globals.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.exceptions import ConfigurationError, SignalRError
+from app.protocol.connection_string import (
+    ServiceEndpoint,
+    emulator_connection_string,
+    parse_connection_string,
+)
+from app.protocol.names import validate_hub_name
+
+__all__ = ["DEFAULT_HUBS", "Settings", "get_settings"]
+
+DEFAULT_HUBS = ["app.samples.chat:ChatHub"]
+_ENDPOINT_ENV = re.compile(
+    r"^azure__signalr__endpoints__(?P<name>[^_](?:[^_]|_(?!_))*)(?:__(?P<kind>primary|secondary))?$",
+    re.IGNORECASE,
+)
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b,c`` (the Functions style) as well as a JSON list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the backend. The README's table documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNALR_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        # Validation errors must not echo inputs: they may hold access keys.
+        hide_input_in_errors=True,
+    )
+
+    connection_string: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AzureSignalRConnectionString", "connection_string"),
+        description="SignalR Service connection string; unset means the local emulator.",
+    )
+    endpoint_strings: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra named endpoints, 'name' or 'name:primary'/'name:secondary' to connection "
+            "string; read from Azure__SignalR__Endpoints__* when not given."
+        ),
+    )
+    default_hub: str = "chat"
+    hubs: CommaList = Field(default_factory=lambda: list(DEFAULT_HUBS))
+    token_lifetime_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+
+    website_auth_enabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("WEBSITE_AUTH_ENABLED", "website_auth_enabled"),
+    )
+    trust_client_principal: bool = False
+    dev_user_header: bool | None = None
+
+    cors_origins: CommaList = Field(default_factory=list)
+    cors_credentials: bool = True
+
+    gateway_api_keys: CommaList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("GATEWAY_API_KEYS", "gateway_api_keys"),
+    )
+    gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    upstream_code: str | None = None
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    api_version: str = "2022-06-01"
+    http_timeout: float = Field(default=10.0, gt=0)
+    retry_max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_delay: float = Field(default=0.8, ge=0)
+    retry_max_delay: float = Field(default=10.0, ge=0)
+    retry_max_total: float = Field(default=30.0, gt=0)
+    health_check_interval: float = Field(default=10.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7071, ge=0, le=65535)
+    emulator_port: int = Field(default=8888, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    _endpoints: list[ServiceEndpoint] = PrivateAttr(default_factory=list)
+
+    @field_validator("hubs", "cors_origins", "gateway_api_keys", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("default_hub")
+    @classmethod
+    def _hub(cls, value: str) -> str:
+        try:
+            return validate_hub_name(value)
+        except SignalRError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [origin.rstrip("/") for origin in value]
+
+    @model_validator(mode="after")
+    def _parse_endpoints(self) -> Settings:
+        if "*" in self.cors_origins and self.cors_credentials:
+            raise ValueError(
+                "SIGNALR_CORS_ORIGINS contains '*' while SIGNALR_CORS_CREDENTIALS is true: "
+                "browsers refuse that combination and the SignalR client sends credentials. "
+                "List the origins explicitly (e.g. https://app.example.com)."
+            )
+        if not self.endpoint_strings:
+            self.endpoint_strings = _endpoints_from_environ(os.environ)
+        endpoints: list[ServiceEndpoint] = []
+        try:
+            if self.connection_string is not None or not self.endpoint_strings:
+                text = self.connection_string or emulator_connection_string(port=self.emulator_port)
+                endpoints.append(parse_connection_string(text))
+            for key, text in sorted(self.endpoint_strings.items()):
+                name, _, kind = key.partition(":")
+                endpoint = parse_connection_string(text)
+                endpoints.append(_replace(endpoint, name=name, primary=kind.lower() != "secondary"))
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from exc
+        self._endpoints = endpoints
+        return self
+
+    def service_endpoints(self) -> list[ServiceEndpoint]:
+        """Every configured service endpoint; the first is the main connection string."""
+        return list(self._endpoints)
+
+    @property
+    def endpoint(self) -> ServiceEndpoint:
+        """The main service endpoint (the connection string, or the local emulator)."""
+        return self._endpoints[0]
+
+    @property
+    def access_keys(self) -> list[str]:
+        """Every access key of every endpoint: upstream signatures may use any of them."""
+        keys: list[str] = []
+        for endpoint in self._endpoints:
+            if endpoint.access_key is not None and endpoint.access_key not in keys:
+                keys.append(endpoint.access_key)
+        return keys
+
+    @property
+    def uses_emulator(self) -> bool:
+        """True when no connection string is set and the local emulator is the service."""
+        return self.connection_string is None and not self.endpoint_strings
+
+    @property
+    def principal_trusted(self) -> bool:
+        """True when App Service authentication headers may be believed."""
+        return self.website_auth_enabled or self.trust_client_principal
+
+    @property
+    def dev_user_header_enabled(self) -> bool:
+        """True when ``x-ms-signalr-user-id`` may set the user id (local development only).
+
+        Never when App Service authentication is trusted. By default on only when the
+        service is the local emulator (no connection string, or a localhost endpoint).
+        """
+        if self.principal_trusted:
+            return False
+        if self.dev_user_header is not None:
+            return self.dev_user_header
+        return self.uses_emulator or self.endpoint.host in _LOCAL_HOSTS
+
+
+def _replace(endpoint: ServiceEndpoint, **changes: Any) -> ServiceEndpoint:
+    from dataclasses import replace
+
+    return replace(endpoint, **changes)
+
+
+def _endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Read ``Azure__SignalR__Endpoints__<name>[__primary|__secondary]`` variables."""
+    found: dict[str, str] = {}
+    for key, value in environ.items():
+        match = _ENDPOINT_ENV.match(key)
+        if match is None or not value.strip():
+            continue
+        kind = (match.group("kind") or "primary").lower()
+        found[f"{match.group('name')}:{kind}"] = value
+    return found
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once (a FastAPI dependency)."""
+    return Settings()

@@ -1,0 +1,80 @@
+"""Run ASGI apps for real, with uvicorn, on a free 127.0.0.1 port, inside the test's loop.
+
+Use::
+
+    async with serve_asgi(app) as base_url:
+        ...  # base_url is e.g. "http://127.0.0.1:54321"
+
+The socket is bound before uvicorn starts (port 0, read back), so there is no race for a
+port, and the server is shut down (connections closed, lifespan ended) on exit.
+``port=`` rebinds a known port, e.g. to restart a server where clients expect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+__all__ = ["bind_socket", "free_port", "serve_asgi"]
+
+
+def bind_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """Bind a listening TCP socket (port 0 = any free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (prefer ``serve_asgi``, which cannot race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(
+    app: Any,
+    *,
+    port: int = 0,
+    lifespan: str = "on",
+    ws: str = "websockets-sansio",
+    **config: Any,
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in the running event loop; yield its base URL."""
+    sock = bind_socket(port)
+    bound_port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            lifespan=lifespan,
+            log_level="warning",
+            ws=ws,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=2,
+            **config,
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{bound_port}"
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            sock.close()
