@@ -1,0 +1,561 @@
+"""The emulator's upstream: POST client events to the app's webhook, as the service does.
+
+``PROTOCOL.md`` §4. For every client event (connected, disconnected, an invocation) the first
+upstream template whose hub, category and event patterns match receives a signed POST with the
+``X-ASRS-*`` headers; for an invocation with an id, the answer becomes the bytes written back to
+the client (the app's framed Completion, or an error Completion made here).
+
+API:
+
+- ``UpstreamTemplate(url_template, hub_pattern="*", category_pattern="*", event_pattern="*")``
+  with ``matches(hub, category, event) -> bool`` and ``url_for(hub, category, event) -> str``;
+  raises :class:`~emulator.errors.EmulatorConfigError` for a URL that is not absolute http(s) or
+  a blank pattern.
+- ``DEFAULT_TEMPLATES`` – ``http://localhost:7071/runtime/webhooks/signalr`` for everything.
+- ``load_upstream_settings(path) -> list[UpstreamTemplate]`` – reads asrs-emulator's
+  ``settings.json`` (``{"UpstreamSettings": {"Templates": [...]}}``, keys case-insensitive);
+  an absent or empty list means "no upstream". ``EmulatorConfigError`` names the bad field.
+- ``UpstreamSettingsFile(path, *, interval=1.0)`` – a callable returning the templates of a
+  settings file, reloaded when its mtime or size changes (checked at most once per
+  ``interval`` seconds, on call). A broken edit is logged and the previous templates stay.
+- ``UpstreamContext(hub, connection_id, user_id, claims, query, codec)`` – what the headers are
+  made from.
+- ``UpstreamDispatcher(templates, keys, client, timeout)`` – ``connected(ctx)``,
+  ``disconnected(ctx, error)``, ``invoke(ctx, message) -> bytes | None``. It never raises for
+  upstream failures: connection events and fire-and-forget invocations log a warning with the
+  connection id; invocations with an id get an error Completion.
+- ``MAX_RESPONSE_SIZE`` – 16 MiB, the largest upstream answer relayed (as the service).
+
+Where this differs from Microsoft's asrs-emulator, on purpose:
+
+- patterns match case-insensitively (asrs-emulator compares ordinally, but hub names reach it
+  lower-cased by the SDKs while templates are written as declared, and Functions matches
+  case-insensitively) – see :meth:`UpstreamTemplate.matches`;
+- an invocation with an id always gets an answer: no template, an empty chunked 200, a
+  timeout or a refused connection give an error or empty Completion instead of a hang;
+- ``access_token`` is removed from ``X-ASRS-Client-Query``: tokens are never forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, unquote_plus, urlsplit
+
+import httpx
+
+from app.exceptions import HubProtocolError
+from app.protocol.codec import HubCodec
+from app.protocol.messages import CompletionMessage, InvocationMessage
+from app.protocol.signature import signature_header
+
+from .errors import EmulatorConfigError
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "DEFAULT_UPSTREAM_URL",
+    "MAX_RESPONSE_SIZE",
+    "UpstreamContext",
+    "UpstreamDispatcher",
+    "UpstreamSettingsFile",
+    "UpstreamTemplate",
+    "load_upstream_settings",
+]
+
+logger = logging.getLogger("emulator.upstream")
+
+DEFAULT_UPSTREAM_URL: Final = "http://localhost:7071/runtime/webhooks/signalr"
+MAX_RESPONSE_SIZE: Final = 16 * 1024 * 1024
+
+CATEGORY_CONNECTIONS: Final = "connections"
+CATEGORY_MESSAGES: Final = "messages"
+
+_PLACEHOLDER: Final = re.compile(r"\{(hub|category|event)\}", re.IGNORECASE)
+_CONNECTED_BODY: Final = b'{"type":10}'
+_JSON: Final = b"application/json"
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# ------------------------------------------------------------------------------- templates
+
+
+def _parse_pattern(pattern: str, what: str) -> frozenset[str] | None:
+    """``None`` matches everything; otherwise the case-folded names of a comma list."""
+    items = {item.strip() for item in pattern.split(",")}
+    items.discard("")
+    if not items:
+        raise EmulatorConfigError(
+            f'{what} must not be empty: use "*" to match everything, or a comma list of names.'
+        )
+    if "*" in items:
+        return None
+    return frozenset(item.casefold() for item in items)
+
+
+def _check_url(url_template: str, what: str) -> None:
+    sample = _PLACEHOLDER.sub("x", url_template)
+    try:
+        parts = urlsplit(sample)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise EmulatorConfigError(
+            f"{what} must be an absolute http:// or https:// URL, got {url_template!r}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTemplate:
+    """One upstream rule: where to POST the events whose hub, category and event match.
+
+    Patterns are ``*`` (everything), a comma-separated list (items trimmed) or one name.
+    ``{hub}``, ``{category}`` and ``{event}`` in ``url_template`` are replaced by the
+    percent-encoded values.
+
+    Raises:
+        EmulatorConfigError: ``url_template`` is not an absolute http(s) URL, or a pattern is
+            blank.
+    """
+
+    url_template: str
+    hub_pattern: str = "*"
+    category_pattern: str = "*"
+    event_pattern: str = "*"
+    _hubs: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    _categories: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    _events: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_url(self.url_template, "UrlTemplate")
+        object.__setattr__(self, "_hubs", _parse_pattern(self.hub_pattern, "HubPattern"))
+        object.__setattr__(
+            self, "_categories", _parse_pattern(self.category_pattern, "CategoryPattern")
+        )
+        object.__setattr__(self, "_events", _parse_pattern(self.event_pattern, "EventPattern"))
+
+    def matches(self, hub: str, category: str, event: str) -> bool:
+        """Whether this template takes the event.
+
+        Names are compared case-insensitively. (asrs-emulator compares them case-sensitively;
+        we don't, because SDKs lower-case hub names in URLs while people write templates with
+        the declared names, and the Functions host matches case-insensitively too.)
+        """
+        return (
+            (self._hubs is None or hub.casefold() in self._hubs)
+            and (self._categories is None or category.casefold() in self._categories)
+            and (self._events is None or event.casefold() in self._events)
+        )
+
+    def url_for(self, hub: str, category: str, event: str) -> str:
+        """The URL to POST to, with the placeholders replaced by percent-encoded values."""
+        values = {"hub": hub, "category": category, "event": event}
+        return _PLACEHOLDER.sub(
+            lambda match: quote(values[match.group(1).lower()], safe=""), self.url_template
+        )
+
+
+DEFAULT_TEMPLATES: Final[list[UpstreamTemplate]] = [UpstreamTemplate(DEFAULT_UPSTREAM_URL)]
+
+
+def _get(obj: Mapping[str, Any], key: str) -> Any:
+    """Case-insensitive key lookup, like .NET configuration binding (the last match wins)."""
+    found: Any = None
+    lowered = key.lower()
+    for name, value in obj.items():
+        if name.lower() == lowered:
+            found = value
+    return found
+
+
+def _pattern(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = _get(item, key)
+    if value is None:
+        return "*"
+    if not isinstance(value, str):
+        raise EmulatorConfigError(f'{where}.{key} must be a string such as "*" or "a,b".')
+    return value
+
+
+def _template_from(item: Any, where: str) -> UpstreamTemplate:
+    if not isinstance(item, dict):
+        raise EmulatorConfigError(f"{where} must be an object with a UrlTemplate.")
+    url = _get(item, "UrlTemplate")
+    if not isinstance(url, str) or not url.strip():
+        raise EmulatorConfigError(f"{where}.UrlTemplate is missing or not a string.")
+    try:
+        return UpstreamTemplate(
+            url.strip(),
+            hub_pattern=_pattern(item, "HubPattern", where),
+            category_pattern=_pattern(item, "CategoryPattern", where),
+            event_pattern=_pattern(item, "EventPattern", where),
+        )
+    except EmulatorConfigError as exc:
+        raise EmulatorConfigError(f"{where}.{exc.message}") from None
+
+
+def parse_upstream_settings(data: Any, source: str = "settings") -> list[UpstreamTemplate]:
+    """Build templates from an already parsed ``settings.json`` document.
+
+    Raises:
+        EmulatorConfigError: the document has the wrong shape; the message names the field.
+    """
+    if not isinstance(data, dict):
+        raise EmulatorConfigError(f"{source}: the top level must be a JSON object.")
+    upstream = _get(data, "UpstreamSettings")
+    if upstream is None:
+        return []
+    if not isinstance(upstream, dict):
+        raise EmulatorConfigError(f"{source}: UpstreamSettings must be an object.")
+    templates = _get(upstream, "Templates")
+    if templates is None:
+        return []
+    if not isinstance(templates, list):
+        raise EmulatorConfigError(f"{source}: UpstreamSettings.Templates must be an array.")
+    return [
+        _template_from(item, f"{source}: UpstreamSettings.Templates[{index}]")
+        for index, item in enumerate(templates)
+    ]
+
+
+def load_upstream_settings(path: Path) -> list[UpstreamTemplate]:
+    """Read asrs-emulator's ``settings.json``: the upstream templates, in order.
+
+    Args:
+        path: the file, or a folder holding ``settings.json`` (as ``asrs-emulator -c`` takes).
+
+    Returns:
+        The templates; an empty list (absent or empty ``Templates``) disables the upstream.
+
+    Raises:
+        EmulatorConfigError: unreadable file, invalid JSON, or a bad field (named).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "settings.json"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise EmulatorConfigError(
+            f"Cannot read upstream settings {path}: {exc.strerror or exc}."
+        ) from None
+    except UnicodeDecodeError:
+        raise EmulatorConfigError(f"{path}: not UTF-8 text.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EmulatorConfigError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    return parse_upstream_settings(data, str(path))
+
+
+class UpstreamSettingsFile:
+    """The templates of a ``settings.json``, reloaded when the file changes.
+
+    Call the instance to get the current templates (pass it as ``templates`` to
+    :class:`UpstreamDispatcher`). At most once per ``interval`` seconds a call checks the
+    file's mtime and size and reloads on a change. A reload that fails (broken JSON while
+    someone edits, file removed) is logged as a warning and the previous templates stay.
+
+    Args:
+        path: the file (or a folder holding ``settings.json``).
+        interval: seconds between two checks.
+
+    Raises:
+        EmulatorConfigError: the first load failed.
+    """
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = Path(path) / "settings.json" if Path(path).is_dir() else Path(path)
+        self._interval = interval
+        self._stamp = self._file_stamp()
+        self._templates: list[UpstreamTemplate] = load_upstream_settings(self.path)
+        self._checked = time.monotonic()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def __call__(self) -> Sequence[UpstreamTemplate]:
+        """The current templates (reloading first if the file changed)."""
+        now = time.monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.reload()
+        return self._templates
+
+    def reload(self) -> None:
+        """Read the file now; keep the previous templates if it is broken."""
+        try:
+            templates = load_upstream_settings(self.path)
+        except EmulatorConfigError as exc:
+            logger.warning("Upstream settings not reloaded, keeping the previous ones: %s", exc)
+            return
+        self._templates = templates
+        logger.info("Upstream settings reloaded from %s: %d template(s)", self.path, len(templates))
+
+
+# ------------------------------------------------------------------------------ dispatcher
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamContext:
+    """What the upstream headers of one client connection are made from.
+
+    Attributes:
+        hub: the hub name (as the connection asked for it, lower-cased by the SDKs).
+        connection_id: the client's connection id.
+        user_id: the user id from the token, if any.
+        claims: the token's claims as ``(type, value)`` pairs (multi-valued claims repeat).
+        query: the connect request's query string (with or without ``?``); ``access_token``
+            is removed before it is forwarded.
+        codec: the connection's hub protocol (body format of invocations).
+    """
+
+    hub: str
+    connection_id: str
+    user_id: str | None
+    claims: Sequence[tuple[str, str]]
+    query: str
+    codec: HubCodec
+
+
+def _header_value(value: str) -> bytes:
+    # Header values can't carry CR/LF or other controls; non-ASCII goes out as UTF-8 bytes.
+    return _CONTROL.sub(" ", value).encode("utf-8")
+
+
+def _client_query(query: str) -> str:
+    """The query without ``access_token``, with a leading ``?``; ``""`` when nothing is left."""
+    kept = [
+        part
+        for part in query.lstrip("?").split("&")
+        if part and unquote_plus(part.partition("=")[0]).lower() != "access_token"
+    ]
+    return "?" + "&".join(kept) if kept else ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return text.rstrip(".")
+
+
+def _redact(url: str) -> str:
+    # The URL may carry the Functions key (?code=...): log scheme, host and path only.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class _Failure(Exception):
+    """An upstream call failed; ``reason`` completes "Invocation failed, ..."."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UpstreamDispatcher:
+    """Sends client events to the upstream webhook.
+
+    Args:
+        templates: returns the current templates, e.g. ``lambda: DEFAULT_TEMPLATES`` or an
+            :class:`UpstreamSettingsFile`; called once per event.
+        keys: the access keys; one ``X-ASRS-Signature`` entry is sent per key.
+        client: the process's shared ``httpx.AsyncClient`` (owned and closed by the caller).
+        timeout: seconds one upstream call may take in all (connect, send, read).
+    """
+
+    def __init__(
+        self,
+        templates: Callable[[], Sequence[UpstreamTemplate]],
+        keys: Sequence[str],
+        client: httpx.AsyncClient,
+        timeout: float,
+    ) -> None:
+        self._templates = templates
+        self._keys = tuple(keys)
+        self._client = client
+        self._timeout = timeout
+        self._httpx_timeout = httpx.Timeout(timeout)
+
+    def _find(self, hub: str, category: str, event: str) -> UpstreamTemplate | None:
+        for template in self._templates():
+            if template.matches(hub, category, event):
+                return template
+        return None
+
+    def _headers(
+        self, ctx: UpstreamContext, category: str, event: str, content_type: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"X-ASRS-Connection-Id", _header_value(ctx.connection_id)),
+            (b"X-ASRS-Hub", _header_value(ctx.hub)),
+            (b"X-ASRS-Category", category.encode()),
+            (b"X-ASRS-Event", _header_value(event)),
+        ]
+        if ctx.user_id:
+            headers.append((b"X-ASRS-User-Id", _header_value(ctx.user_id)))
+        if ctx.claims:
+            claims = ", ".join(f"{kind}: {value}" for kind, value in ctx.claims)
+            headers.append((b"X-ASRS-User-Claims", _header_value(claims)))
+        query = _client_query(ctx.query)
+        if query:
+            headers.append((b"X-ASRS-Client-Query", _header_value(query)))
+        if self._keys:
+            signature = signature_header(ctx.connection_id, self._keys)
+            headers.append((b"X-ASRS-Signature", signature.encode("ascii")))
+        headers.append((b"Content-Type", content_type))
+        return headers
+
+    async def _post(
+        self, url: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, bytes]:
+        """POST and read the answer; raise :class:`_Failure` with the reason."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.stream(
+                    "POST", url, headers=headers, content=body, timeout=self._httpx_timeout
+                ) as response:
+                    length = response.headers.get("content-length")
+                    if length is not None and length.isdigit() and int(length) > MAX_RESPONSE_SIZE:
+                        raise _Failure("response too large")
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_SIZE:
+                            raise _Failure("response too large")
+                        chunks.append(chunk)
+                    return response.status_code, b"".join(chunks)
+        except (TimeoutError, httpx.TimeoutException):
+            raise _Failure(f"upstream timed out after {self._timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise _Failure(f"upstream unreachable: {_short(exc)}") from None
+
+    async def _notify(self, ctx: UpstreamContext, event: str, body: bytes) -> None:
+        template = self._find(ctx.hub, CATEGORY_CONNECTIONS, event)
+        if template is None:
+            logger.debug(
+                "No upstream template for hub %s event %s; connection %s not reported",
+                ctx.hub,
+                event,
+                ctx.connection_id,
+            )
+            return
+        url = template.url_for(ctx.hub, CATEGORY_CONNECTIONS, event)
+        headers = self._headers(ctx, CATEGORY_CONNECTIONS, event, _JSON)
+        try:
+            status, _ = await self._post(url, headers, body)
+        except _Failure as failure:
+            logger.warning(
+                "Upstream %s for connection %s failed: %s (%s)",
+                event,
+                ctx.connection_id,
+                failure.reason,
+                _redact(url),
+            )
+            return
+        except Exception:
+            logger.exception("Upstream %s for connection %s failed", event, ctx.connection_id)
+            return
+        if status not in (200, 204):
+            logger.warning(
+                "Upstream %s for connection %s answered status %d (%s)",
+                event,
+                ctx.connection_id,
+                status,
+                _redact(url),
+            )
+
+    async def connected(self, ctx: UpstreamContext) -> None:
+        """Report a new connection (``connections``/``connected``, body ``{"type":10}``).
+
+        The answer is only logged when it is not 200/204: a refused connect does not close
+        the client, as in the service's emulator.
+        """
+        await self._notify(ctx, "connected", _CONNECTED_BODY)
+
+    async def disconnected(self, ctx: UpstreamContext, error: str | None) -> None:
+        """Report a closed connection (body ``{"type":11}`` or ``{"type":11,"error":...}``)."""
+        payload: dict[str, Any] = {"type": 11}
+        if error:
+            payload["error"] = error
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        await self._notify(ctx, "disconnected", body)
+
+    async def invoke(self, ctx: UpstreamContext, message: InvocationMessage) -> bytes | None:
+        """Send an invocation upstream; return the bytes to write to the client.
+
+        Args:
+            ctx: the calling connection.
+            message: the client's Invocation (its target is the event name).
+
+        Returns:
+            ``None`` when the message has no ``invocation_id``; otherwise framed bytes in the
+            connection's protocol: the upstream's 200 body as is (it must be a framed hub
+            message, normally the Completion), an empty Completion for an empty 200 or a 204,
+            or an error Completion (``Invocation failed, status code N``, a timeout, an
+            unreachable upstream, a response over 16 MiB, no matching template). Never raises
+            for upstream failures.
+        """
+        codec = ctx.codec
+        invocation_id = message.invocation_id
+        event = message.target
+        template = self._find(ctx.hub, CATEGORY_MESSAGES, event)
+        if template is None:
+            text = (
+                f"Invocation failed, no upstream is configured for hub '{ctx.hub}' event '{event}'."
+            )
+            logger.warning("Connection %s: %s", ctx.connection_id, text)
+            return self._error(codec, invocation_id, text)
+        url = template.url_for(ctx.hub, CATEGORY_MESSAGES, event)
+        try:
+            body = codec.encode_payload(message)
+            headers = self._headers(ctx, CATEGORY_MESSAGES, event, codec.content_type.encode())
+            status, answer = await self._post(url, headers, body)
+        except _Failure as failure:
+            text = f"Invocation failed, {failure.reason}."
+        except HubProtocolError as exc:
+            text = f"Invocation failed, error: {exc.message}."
+        except Exception as exc:  # a bug here must not leave the caller's invoke hanging
+            logger.exception("Upstream invocation for connection %s failed", ctx.connection_id)
+            text = f"Invocation failed, error: {_short(exc)}."
+        else:
+            if status in (200, 204):
+                if invocation_id is None:
+                    return None
+                if status == 200 and answer:
+                    return answer
+                return codec.encode(CompletionMessage.void(invocation_id))
+            text = f"Invocation failed, status code {status}"
+        logger.warning(
+            "Upstream invocation %s of connection %s failed: %s (%s)",
+            event,
+            ctx.connection_id,
+            text,
+            _redact(url),
+        )
+        return self._error(codec, invocation_id, text)
+
+    @staticmethod
+    def _error(codec: HubCodec, invocation_id: str | None, text: str) -> bytes | None:
+        if invocation_id is None:
+            return None
+        return codec.encode(CompletionMessage.with_error(invocation_id, text))
