@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.hubs = registry
+    # Added first so CORS (added after, hence outside it) also covers negotiate.
+    app.add_middleware(negotiate.NegotiateFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -17,6 +17,7 @@ required, ``nbf`` honoured, and a tolerant audience comparison (see
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,6 +107,7 @@ def build_client_claims(
     return payload
 
 
+@functools.lru_cache(maxsize=64)
 def key_id(key: str) -> str:
     """A short, stable id for a key (the ``kid`` header), so a verifier with two keys can
     tell which one signed. It is a truncated SHA-256: it reveals nothing usable of the key.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ _TOKEN_MECHANICS = frozenset(
     {"aud", "iss", "iat", "nbf", "exp", "nonce", "c_hash", "at_hash", "auth_time", "uti", "rh"}
 )
 _MAX_PRINCIPAL_BYTES = 16 * 1024
+_URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 @dataclass(slots=True)
@@ -73,10 +75,9 @@ def _decode(header: str) -> Any:
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise PrincipalError("X-MS-CLIENT-PRINCIPAL is not valid base64.") from exc
+        if not _URLSAFE_B64.fullmatch(text):
+            raise PrincipalError("X-MS-CLIENT-PRINCIPAL is not valid base64.") from None
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,0 +1,173 @@
+"""Negotiate throughput: the backend against a bare ASGI app that mints the same token.
+
+Both run under the same uvicorn configuration, pinned to core 0; wrk, pinned to core 1,
+sends POST /api/negotiate. Rounds alternate bare / backend so drift hits both; the ratio
+of medians is printed (target >= 0.5).
+
+    python bench/negotiate.py [--rounds 3] [--duration 5] [--connections 16]
+
+Needs Debian's ``wrk`` (``apt-get install wrk``) and ``taskset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def bare_app() -> Any:
+    """The baseline: raw ASGI, the same token code, no framework."""
+    from app.protocol.tokens import mint_client_token
+    from app.settings import Settings
+
+    endpoint = Settings().endpoint
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        token = mint_client_token(endpoint, "chat")
+        body = json.dumps({"url": endpoint.client_url("chat"), "accessToken": token}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def serve(mode: str, port: int) -> None:
+    import uvicorn
+
+    if mode == "bare":
+        app = bare_app()
+    else:
+        from app.main import create_app
+
+        app = create_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+def run_round(mode: str, args: argparse.Namespace, script: Path) -> float:
+    port = free_port()
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, __file__, "--serve", mode, "--port", str(port)],
+        cwd=ROOT,
+    )
+    try:
+        wait_ready(port)
+        url = f"http://127.0.0.1:{port}/api/negotiate"
+        # warm-up
+        subprocess.run(
+            ["taskset", "-c", "1", "wrk", "-t1", "-c4", "-d1s", "-s", str(script), url],
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [
+                "taskset",
+                "-c",
+                "1",
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "-s",
+                str(script),
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        if "Non-2xx" in out:
+            raise RuntimeError(f"{mode}: errors during the run:\n{out}")
+        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if match is None:
+            raise RuntimeError(f"unexpected wrk output:\n{out}")
+        return float(match.group(1))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", choices=["bare", "backend"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("needs wrk and taskset: apt-get install wrk util-linux")
+    os.environ.pop("AzureSignalRConnectionString", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write('wrk.method = "POST"\n')
+        script = Path(handle.name)
+    results: dict[str, list[float]] = {"bare": [], "backend": []}
+    try:
+        for _ in range(args.rounds):
+            for mode in ("bare", "backend"):
+                rps = run_round(mode, args, script)
+                results[mode].append(rps)
+                print(f"{mode:8s} {rps:10.0f} req/s")
+    finally:
+        script.unlink()
+    bare = statistics.median(results["bare"])
+    backend = statistics.median(results["backend"])
+    print(f"median bare    {bare:10.0f} req/s")
+    print(f"median backend {backend:10.0f} req/s")
+    print(f"ratio backend/bare = {backend / bare:.2f} (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
