@@ -1,0 +1,235 @@
+"""The sample page in headless Chromium: two users chat through the real backend and emulator.
+
+Chromium is Debian's ``/usr/bin/chromium`` (Playwright's own browser download is not used);
+``make test`` installs it when missing. Screenshots go to ``test-output/``; with
+``UPDATE_SCREENSHOT=1`` the first one also replaces ``docs/screenshot.png`` (the README's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from tests.e2e.runner import run_app
+from tests.support.servers import free_port, serve_asgi
+
+pytestmark = [pytest.mark.browser, pytest.mark.anyio]
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_INSTALLED = CHROMIUM.is_file()
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STEP = 10_000  # ms: a message or a state change
+RECONNECT = 20_000  # ms: the page's retry policy waits at most ~5 s between attempts
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    """Launch Debian's Chromium through Playwright, or skip when it is not installed."""
+    if not CHROMIUM_INSTALLED:
+        pytest.skip(
+            "Chromium is not installed at /usr/bin/chromium: "
+            "`apt-get install -y chromium` (make test does this)"
+        )
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser: Any, url: str) -> Any:
+    """A page in its own context (own storage), as a separate user would have."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+async def expect_state(page: Any, state: str, within_ms: int = STEP) -> None:
+    """Wait until the page shows the connection state ``state``."""
+    from playwright.async_api import expect
+
+    await expect(page.locator("#state")).to_have_attribute("data-state", state, timeout=within_ms)
+
+
+async def send(page: Any, mode: str, text: str, recipient: str = "") -> None:
+    """Use the composer: pick a mode, fill recipient and text, press Send."""
+    await page.locator(f"input[name=mode][value={mode}]").check()
+    if recipient:
+        await page.locator("#recipient").fill(recipient)
+    await page.locator("#message-text").fill(text)
+    await page.locator("#send").click()
+
+
+async def join(page: Any, group: str) -> None:
+    """Join a group through the Groups card and wait for its chip."""
+    from playwright.async_api import expect
+
+    await page.locator("#group-name").fill(group)
+    await page.locator("#join").click()
+    await expect(page.locator("#groups .chip", has_text=group)).to_have_count(1, timeout=STEP)
+
+
+def messages(page: Any, kind: str, text: str) -> Any:
+    """The page's messages of one kind (received, mine, outgoing, echo) containing ``text``."""
+    return page.locator(f"#messages .msg-{kind}", has_text=text)
+
+
+@contextlib.asynccontextmanager
+async def emulator_for(config: Path, port: int = 0) -> AsyncIterator[tuple[int, str]]:
+    """The real emulator with the given upstream settings; yields (port, connection string).
+
+    ``port`` rebinds a known port, to restart the emulator where clients expect it (the
+    shared ``running_emulator`` always picks a new port).
+    """
+    from emulator.server import create_app as create_emulator
+    from emulator.settings import EmulatorSettings
+
+    settings = EmulatorSettings(host="127.0.0.1", port=port, config=config)
+    app = create_emulator(settings)
+    async with serve_asgi(
+        app, port=port, ws_per_message_deflate=False, ws_ping_interval=None
+    ) as base_url:
+        bound = int(base_url.rsplit(":", 1)[1])
+        yield bound, settings.connection_string(bound)
+
+
+async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) -> None:
+    """Two pages exchange broadcast, direct and group messages, and chat again after a restart."""
+    from playwright.async_api import expect
+
+    backend_port = free_port()
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "UpstreamSettings": {
+                    "Templates": [
+                        {
+                            "UrlTemplate": f"http://127.0.0.1:{backend_port}/runtime/webhooks/signalr",
+                            "HubPattern": "*",
+                            "CategoryPattern": "*",
+                            "EventPattern": "*",
+                        }
+                    ]
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    OUTPUT.mkdir(exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        emulator_stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(emulator_stack)
+        emulator_port, connection_string = await emulator_stack.enter_async_context(
+            emulator_for(config)
+        )
+        settings = Settings(connection_string=connection_string, dev_user_header=True)
+        base = await stack.enter_async_context(serve_asgi(create_app(settings), port=backend_port))
+        browser = await stack.enter_async_context(chromium())
+
+        alice = await open_page(browser, f"{base}/?user=alice")
+        await expect_state(alice, "connected")
+        bob = await open_page(browser, f"{base}/?user=bob")
+        await expect_state(bob, "connected")
+        # Alice was there first: the hub's newConnection message lists Bob on her page.
+        await expect(alice.locator("#people .person", has_text="bob")).to_have_count(
+            1, timeout=STEP
+        )
+
+        await send(alice, "all", "hello everyone")
+        await expect(messages(alice, "mine", "hello everyone")).to_have_count(1, timeout=STEP)
+        await expect(messages(bob, "received", "hello everyone")).to_have_count(1, timeout=STEP)
+
+        await send(bob, "user", "psst, alice", recipient="alice")
+        await expect(messages(alice, "received", "psst, alice")).to_have_count(1, timeout=STEP)
+        await expect(messages(bob, "outgoing", "psst, alice")).to_have_count(1)
+        await expect(messages(bob, "received", "psst, alice")).to_have_count(0)
+
+        await join(alice, "team")
+        await join(bob, "team")
+        await send(alice, "group", "standup in 5", recipient="team")
+        received = messages(bob, "received", "standup in 5")
+        await expect(received).to_have_count(1, timeout=STEP)
+        await expect(received).to_have_attribute("data-group", "team")
+
+        await send(alice, "echo", "ping 42")
+        await expect(messages(alice, "echo", "ping 42")).to_have_count(1, timeout=STEP)
+
+        await alice.screenshot(path=str(OUTPUT / "browser-chat.png"))
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(OUTPUT / "browser-chat.png", ROOT / "docs" / "screenshot.png")
+
+        # Restart the emulator on the same port: both pages notice, then reconnect by
+        # themselves (new connections, groups joined again by the page).
+        await emulator_stack.aclose()
+        for page in (alice, bob):
+            await expect(page.locator("#state")).not_to_have_attribute(
+                "data-state", "connected", timeout=STEP
+            )
+        await stack.enter_async_context(emulator_for(config, port=emulator_port))
+        for page in (alice, bob):
+            await expect_state(page, "connected", within_ms=RECONNECT)
+
+        await send(bob, "all", "back again")
+        await expect(messages(alice, "received", "back again")).to_have_count(1, timeout=STEP)
+        await send(bob, "group", "still a team", recipient="team")
+        await expect(messages(alice, "received", "still a team")).to_have_count(1, timeout=STEP)
+        await send(alice, "user", "welcome back, bob", recipient="bob")
+        await expect(messages(bob, "received", "welcome back, bob")).to_have_count(1, timeout=STEP)
+        await bob.screenshot(path=str(OUTPUT / "browser-chat-after-restart.png"))
+
+
+async def test_make_run_gives_a_working_chat(tmp_path: Path) -> None:
+    """The page served by `python -m app` chats through the embedded emulator (JSON and msgpack)."""
+    from playwright.async_api import expect
+
+    async with run_app({}, cwd=tmp_path) as running, chromium() as browser:
+        page = await open_page(browser, f"{running.base_url}/?user=carol")
+        await expect_state(page, "connected")
+        await expect(page.locator("#people .person.you", has_text="carol")).to_have_count(
+            1, timeout=STEP
+        )
+        await send(page, "echo", "round trip")
+        await expect(messages(page, "echo", "round trip")).to_have_count(1, timeout=STEP)
+        # The page's options: MessagePack over long polling gets the same messages.
+        other = await open_page(
+            browser,
+            f"{running.base_url}/?user=erin&protocol=messagepack&transport=longpolling",
+        )
+        await expect_state(other, "connected")
+        await send(page, "all", "hello from make run")
+        await expect(messages(page, "mine", "hello from make run")).to_have_count(1, timeout=STEP)
+        await expect(messages(other, "received", "hello from make run")).to_have_count(
+            1, timeout=STEP
+        )
+        await send(other, "echo", "binary round trip")
+        await expect(messages(other, "echo", "binary round trip")).to_have_count(1, timeout=STEP)
+        for opened in (page, other):
+            await opened.context.close()
+        assert await running.stop() == 0
