@@ -1,5 +1,8 @@
 """FastAPI dependencies, each declared once as an ``Annotated`` alias.
 
+They are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a thread
+pool, which costs a thread switch per request for what is an attribute read.
+
 Handlers read ``settings: SettingsDep``, ``signalr: SignalRDep``, ``hubs: HubRegistryDep``,
 ``negotiator: NegotiatorDep``. The objects live on ``app.state``, created by the lifespan
 in :mod:`app.main`; tests build ``create_app(Settings(...))`` instead of patching globals.
@@ -28,25 +31,25 @@ __all__ = [
 ]
 
 
-def get_settings_from_app(request: Request) -> Settings:
+async def get_settings_from_app(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_signalr(request: Request) -> SignalRService:
+async def get_signalr(request: Request) -> SignalRService:
     """The process's one SignalR Service REST client."""
     service: SignalRService = request.app.state.signalr
     return service
 
 
-def get_hub_registry(request: Request) -> HubRegistry:
+async def get_hub_registry(request: Request) -> HubRegistry:
     """The registry of hub classes and trigger functions."""
     registry: HubRegistry = request.app.state.hubs
     return registry
 
 
-def get_negotiator(request: Request) -> Negotiator:
+async def get_negotiator(request: Request) -> Negotiator:
     """The negotiate service."""
     negotiator: Negotiator = request.app.state.negotiator
     return negotiator

@@ -121,8 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.hubs = registry
-    # Added first so CORS (added after, hence outside it) also covers negotiate.
+    # Fast paths for the two hot routes (see their modules); added first so CORS, added
+    # after and hence outside them, also covers negotiate.
     app.add_middleware(negotiate.NegotiateFastPath)
+    app.add_middleware(upstream.UpstreamFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
