@@ -103,6 +103,7 @@ class Settings(BaseSettings):
 
     api_version: str = "2022-06-01"
     http_timeout: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=100, ge=1, le=10_000)
     retry_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_delay: float = Field(default=0.8, ge=0)
     retry_max_delay: float = Field(default=10.0, ge=0)
