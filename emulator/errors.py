@@ -1,0 +1,145 @@
+"""The one exception tree of the ``emulator`` package.
+
+Every error the emulator raises on purpose derives from :class:`EmulatorError`. REST errors
+become an ``ErrorDetail`` JSON answer (with ``x-ms-error-code`` when set) at the edge in
+:mod:`emulator.rest`; client-endpoint errors become plain-text HTTP answers.
+
+::
+
+    EmulatorError
+    ├── EmulatorConfigError        bad settings or settings.json; raised at start-up / reload
+    └── RequestError               a request is refused; carries the HTTP status to answer
+        ├── BadRequestError        400: a malformed argument or body
+        ├── AuthenticationError    401: missing or invalid access token
+        ├── NotFoundError          404: the thing does not exist (with an error code)
+        ├── MethodNotAllowedError  405: the path exists, the method does not
+        ├── RequestTimeoutError    408: a client did not answer an invocation in time
+        ├── ConflictError          409: e.g. a second transport on one connection
+        ├── PayloadTooLargeError   413: body over the limit
+        ├── UnsupportedMediaTypeError  415: a Content-Type the operation does not take
+        └── NotSupportedError      501: an operation the emulator does not implement
+
+Messages say what to fix and never contain secrets (access keys, tokens).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "EmulatorConfigError",
+    "EmulatorError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "RequestError",
+    "RequestTimeoutError",
+    "UnsupportedMediaTypeError",
+]
+
+
+class EmulatorError(Exception):
+    """Root of every error the emulator raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EmulatorConfigError(EmulatorError):
+    """A setting or the ``settings.json`` file is invalid; the message names what and where."""
+
+
+class RequestError(EmulatorError):
+    """A request is refused.
+
+    Attributes:
+        status_code: the HTTP status to answer with.
+        error_code: the service error code (``ErrorDetail.code`` and ``x-ms-error-code``).
+    """
+
+    status_code: int = 400
+    default_code: str = "Error.BadRequest"
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code or self.default_code
+
+
+class BadRequestError(RequestError):
+    """A malformed argument, query parameter or body (400)."""
+
+
+class AuthenticationError(RequestError):
+    """The access token is missing or did not validate (401)."""
+
+    status_code = 401
+    default_code = "Error.Unauthorized"
+
+
+class NotFoundError(RequestError):
+    """The connection, user or group does not exist (404).
+
+    The error code is one the .NET SDK recognises as a normal "no", e.g.
+    ``Warning.Connection.NotExisted``.
+    """
+
+    status_code = 404
+    default_code = "Error.NotFound"
+
+
+class MethodNotAllowedError(RequestError):
+    """The path exists but not with this HTTP method (405).
+
+    Attributes:
+        allowed: the methods the path takes (the ``Allow`` header).
+    """
+
+    status_code = 405
+    default_code = "Error.MethodNotAllowed"
+
+    def __init__(
+        self, message: str, *, allowed: tuple[str, ...] = (), error_code: str | None = None
+    ) -> None:
+        super().__init__(message, error_code=error_code)
+        self.allowed = allowed
+
+
+class RequestTimeoutError(RequestError):
+    """Waiting for a client's answer took too long (408)."""
+
+    status_code = 408
+    default_code = "Error.Timeout"
+
+
+class ConflictError(RequestError):
+    """The request conflicts with the connection's state (409)."""
+
+    status_code = 409
+    default_code = "Error.Conflict"
+
+
+class PayloadTooLargeError(RequestError):
+    """The request body is over the limit (413)."""
+
+    status_code = 413
+    default_code = "Error.PayloadTooLarge"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    """The body's Content-Type is not one the operation accepts (415)."""
+
+    status_code = 415
+    default_code = "Error.UnsupportedMediaType"
+
+
+class NotSupportedError(RequestError):
+    """A known operation the emulator does not implement (501)."""
+
+    status_code = 501
+    default_code = "Error.NotImplemented"

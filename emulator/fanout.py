@@ -1,0 +1,86 @@
+"""Fan-out: encode a message once per hub protocol, queue the same bytes for every receiver.
+
+:func:`deliver` walks the receivers once; the first JSON receiver triggers the JSON
+encoding, the first MessagePack receiver the MessagePack one, and every other receiver gets
+a reference to the same ``bytes`` object (and the same WebSocket frame, see
+:mod:`emulator.fastpath`) through the non-blocking
+:meth:`~emulator.connection.ClientConnection.enqueue`. Nothing here awaits, so a fan-out
+is atomic with respect to other fan-outs and per-connection order follows call order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from .connection import ClientConnection
+from .fastpath import ws_frame
+
+if TYPE_CHECKING:
+    from app.protocol.codec import HubCodec
+    from app.protocol.messages import HubMessage
+
+__all__ = ["Encoded", "deliver"]
+
+
+class Encoded:
+    """A message plus its encodings, computed on first use per protocol.
+
+    Args:
+        message: the hub message to send.
+        preencoded: encodings already at hand, by protocol name (e.g. from a REST body
+            in the SDK's binary form); the rest are made from ``message``.
+    """
+
+    __slots__ = ("_cache", "_frames", "message")
+
+    def __init__(
+        self, message: HubMessage | None, preencoded: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.message = message
+        self._cache: dict[str, bytes] = dict(preencoded) if preencoded else {}
+        self._frames: dict[str, bytes] = {}
+
+    def for_codec(self, codec: HubCodec) -> bytes | None:
+        """The framed bytes for ``codec``; ``None`` when they cannot be made."""
+        data = self._cache.get(codec.name)
+        if data is None:
+            if self.message is None:
+                return None
+            data = self._cache[codec.name] = codec.encode(self.message)
+        return data
+
+    def frame_for(self, codec: HubCodec, data: bytes) -> bytes:
+        """``data`` (this message in ``codec``) as a WebSocket frame, built once."""
+        frame = self._frames.get(codec.name)
+        if frame is None:
+            frame = self._frames[codec.name] = ws_frame(data, binary=codec.binary)
+        return frame
+
+
+def deliver(
+    receivers: Iterable[ClientConnection],
+    message: Encoded,
+    excluded: frozenset[str] | set[str] = frozenset(),
+) -> int:
+    """Queue ``message`` for every receiver not in ``excluded`` that finished its handshake.
+
+    Returns:
+        How many connections it was queued for.
+    """
+    count = 0
+    last_codec: HubCodec | None = None
+    last_data: bytes | None = None
+    last_frame: bytes | None = None
+    for conn in receivers:
+        codec = conn.codec
+        if codec is None or (excluded and conn.connection_id in excluded):
+            continue
+        if codec is not last_codec:
+            last_codec = codec
+            last_data = message.for_codec(codec)
+            if last_data is not None:
+                last_frame = message.frame_for(codec, last_data)
+        if last_data is not None and conn.enqueue(last_data, last_frame):
+            count += 1
+    return count

@@ -1,0 +1,171 @@
+"""The hub-protocol side of a connection: handshake, incoming messages, upstream calls.
+
+Transports hand every chunk the client sent to :meth:`HubSession.receive`, in order. The
+session parses the handshake (answering it, or refusing it with an error and closing),
+then hub messages: each Invocation is sent upstream and awaited before the next message,
+and the upstream's reply bytes (a Completion, normally) are queued for the client. Pings
+only count as a sign of life. :meth:`HubSession.finish` reports the disconnect upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from app.exceptions import HubProtocolError
+from app.protocol.codec import MessageParser, get_codec
+from app.protocol.handshake import HandshakeParser, encode_handshake_response
+from app.protocol.messages import (
+    CloseMessage,
+    CompletionMessage,
+    InvocationMessage,
+    StreamInvocationMessage,
+)
+
+from .upstream import UpstreamContext
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+    from .state import EmulatorState
+
+__all__ = ["HubSession"]
+
+logger = logging.getLogger("emulator.connections")
+
+_TEXT_ONLY_TRANSPORTS = frozenset({"ServerSentEvents"})
+
+
+class HubSession:
+    """Drives the hub protocol of one :class:`~emulator.connection.ClientConnection`."""
+
+    __slots__ = ("_context", "_handshake", "_parser", "_state", "conn")
+
+    def __init__(self, conn: ClientConnection, state: EmulatorState) -> None:
+        self.conn = conn
+        self._state = state
+        self._handshake: HandshakeParser | None = HandshakeParser()
+        self._parser: MessageParser | None = None
+        self._context: UpstreamContext | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the handshake succeeded (and ``connected`` was reported upstream)."""
+        return self._context is not None
+
+    async def receive(self, data: bytes) -> None:
+        """Process bytes the client sent (any split: partial or several messages)."""
+        conn = self.conn
+        conn.last_received = time.monotonic()
+        if self._parser is None:
+            data = await self._receive_handshake(data)
+            if not data or self._parser is None:
+                return
+        try:
+            messages = self._parser.feed(data)
+        except HubProtocolError as exc:
+            logger.info("Connection %s sent an invalid message: %s", conn.connection_id, exc)
+            conn.close(exc.close_reason)
+            return
+        for message in messages:
+            if conn.closed:
+                return
+            await self._dispatch(message)
+
+    async def _receive_handshake(self, data: bytes) -> bytes:
+        conn = self.conn
+        assert self._handshake is not None
+        try:
+            request = self._handshake.feed(data)
+            if request is None:
+                return b""
+            codec = get_codec(request.protocol)
+            if not codec.supports_version(request.version):
+                raise HubProtocolError(
+                    f"The server does not support version {request.version} of the "
+                    f"'{request.protocol}' protocol."
+                )
+            if codec.binary and conn.transport in _TEXT_ONLY_TRANSPORTS:
+                raise HubProtocolError(
+                    f"Cannot use the '{codec.name}' protocol on the current transport. The "
+                    "transport does not support 'Binary' transfer format."
+                )
+        except HubProtocolError as exc:
+            logger.info("Connection %s: handshake refused: %s", conn.connection_id, exc)
+            conn.enqueue(encode_handshake_response(exc.close_reason))
+            conn.close(exc.close_reason)
+            return b""
+        remaining = self._handshake.remaining
+        self._handshake = None
+        conn.enqueue(encode_handshake_response())
+        conn.codec = codec
+        self._parser = codec.new_parser(self._state.settings.max_message_size)
+        self._state.registry.hub(conn.hub).add(conn)
+        self._context = UpstreamContext(
+            hub=conn.hub,
+            connection_id=conn.connection_id,
+            user_id=conn.user_id,
+            claims=conn.claims,
+            query=conn.query,
+            codec=codec,
+        )
+        logger.info(
+            "Connected: connection %s hub %s user %s transport %s protocol %s",
+            conn.connection_id,
+            conn.hub,
+            conn.user_id,
+            conn.transport,
+            codec.name,
+        )
+        upstream = self._state.upstream
+        if upstream is not None:
+            await upstream.connected(self._context)
+        return remaining
+
+    async def _dispatch(self, message: object) -> None:
+        conn = self.conn
+        if isinstance(message, InvocationMessage):
+            upstream = self._state.upstream
+            assert self._context is not None
+            reply = await upstream.invoke(self._context, message) if upstream else None
+            if reply:
+                conn.enqueue(reply)
+        elif isinstance(message, StreamInvocationMessage):
+            assert conn.codec is not None
+            conn.enqueue(
+                conn.codec.encode(
+                    CompletionMessage(
+                        invocation_id=message.invocation_id,
+                        error="Streaming is not supported in serverless mode.",
+                    )
+                )
+            )
+        elif isinstance(message, CompletionMessage):
+            pending = conn.pending_results
+            future = pending.pop(message.invocation_id, None) if pending else None
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, CloseMessage):
+            conn.abort(message.error)
+        # Ping: a sign of life only. Completions answer REST :invoke calls; stream items,
+        # cancels, Ack and Sequence are not forwarded in serverless mode.
+
+    async def finish(self, error: str | None = None) -> None:
+        """The connection ended: drop it from the registry and report it upstream."""
+        conn = self.conn
+        if not conn.closed:
+            conn.abort(error)
+        self._state.registry.remove(conn)
+        if self._context is None:
+            return
+        reason = error if error is not None else conn.close_error
+        logger.info(
+            "Disconnected: connection %s hub %s%s",
+            conn.connection_id,
+            conn.hub,
+            f" ({reason})" if reason else "",
+        )
+        context, self._context = self._context, None
+        upstream = self._state.upstream
+        if upstream is not None:
+            await upstream.disconnected(context, reason)

@@ -1,0 +1,119 @@
+"""Process-wide state of one emulator app, and its housekeeping timer.
+
+One :class:`EmulatorState` per :func:`emulator.server.create_app`: the settings, the
+registry, the upstream dispatcher (set while the app runs) and the background tasks.
+:meth:`EmulatorState.housekeeping` runs once per ``tick``: it sends keep-alive Pings to
+connections that were silent for ``keep_alive_interval``, closes connections that sent
+nothing for ``client_timeout`` or no handshake within ``handshake_timeout``, drops
+negotiated connections that never started or stopped polling (``disconnect_timeout``), and
+purges expired user-group memberships. One timer for all connections costs less than a
+timer per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from app.protocol.messages import PingMessage
+
+from .registry import Registry
+from .settings import EmulatorSettings
+
+if TYPE_CHECKING:
+    from .upstream import UpstreamDispatcher
+
+__all__ = ["EmulatorState"]
+
+logger = logging.getLogger("emulator.connections")
+
+_PING = PingMessage()
+
+
+class EmulatorState:
+    """Shared state of one emulator.
+
+    Attributes:
+        settings: the settings the app was made with.
+        registry: hubs, connections, groups.
+        upstream: the upstream dispatcher while the app runs, else ``None``.
+    """
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.upstream: UpstreamDispatcher | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pings: dict[str, bytes] = {}
+
+    @property
+    def tick(self) -> float:
+        """Seconds between housekeeping rounds."""
+        s = self.settings
+        return max(0.02, min(1.0, s.keep_alive_interval / 4, s.handshake_timeout / 4))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        """Cancel and await every background task (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def housekeeping(self) -> None:
+        """Run :meth:`housekeep` every :attr:`tick` seconds, forever."""
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                self.housekeep(time.monotonic())
+            except Exception:  # never let one bad round stop the timer
+                logger.exception("Housekeeping round failed")
+
+    def housekeep(self, now: float) -> None:
+        """One round of keep-alive, timeouts and expiry (see the module docstring)."""
+        s = self.settings
+        registry = self.registry
+        for conn in registry.connections():
+            if conn.closed:
+                continue
+            if conn.transport is None:
+                if now - conn.created > s.disconnect_timeout:
+                    logger.info("Connection %s dropped: never connected", conn.connection_id)
+                    conn.abort("The client never connected.")
+                    registry.remove(conn)
+                continue
+            if conn.idle_since is not None and now - conn.idle_since > s.disconnect_timeout:
+                conn.close("The client stopped polling.")
+                conn.abort("The client stopped polling.")
+                continue
+            codec = conn.codec
+            if codec is None:
+                if now - conn.created > s.handshake_timeout:
+                    logger.info("Connection %s closed: no handshake", conn.connection_id)
+                    conn.close("Handshake was canceled.")
+                continue
+            if conn.transport != "LongPolling" and now - conn.last_received > s.client_timeout:
+                logger.info("Connection %s closed: client timeout", conn.connection_id)
+                conn.close("Server timeout elapsed without receiving a message from the client.")
+                continue
+            if conn.sent_flag:
+                conn.sent_flag = False
+                conn.last_sent = now
+            elif now - conn.last_sent >= s.keep_alive_interval and conn.transport != "LongPolling":
+                ping = self._pings.get(codec.name)
+                if ping is None:
+                    ping = self._pings[codec.name] = codec.encode(_PING)
+                conn.enqueue(ping)
+                conn.sent_flag = False
+                conn.last_sent = now
+        registry.sweep()
+        registry.forget_closed(now - s.disconnect_timeout)
