@@ -117,7 +117,7 @@ def key_id(key: str) -> str:
 
 def mint_token(
     key: str,
-    audience: str,
+    audience: str | list[str],
     *,
     lifetime: timedelta = DEFAULT_LIFETIME,
     claims: Mapping[str, Any] | None = None,
@@ -128,7 +128,7 @@ def mint_token(
 
     Args:
         key: the access key, as written in the connection string.
-        audience: the ``aud`` claim.
+        audience: the ``aud`` claim (a list for several audiences).
         lifetime: ``exp - iat``; must be positive.
         claims: further claims, written before the registered ones.
         kid: the ``kid`` header; by default :func:`key_id` of ``key``.
@@ -185,7 +185,7 @@ def mint_client_token(
     """
     return mint_token(
         endpoint.require_access_key(),
-        endpoint.client_audience(hub),
+        endpoint.client_audiences(hub),
         lifetime=lifetime,
         claims=build_client_claims(user_id, claims),
         now=now,

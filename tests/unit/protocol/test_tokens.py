@@ -43,6 +43,15 @@ def test_client_token_verifies_with_pyjwt_and_has_the_sdk_shape() -> None:
     assert claims["exp"] == int(now) + 3600
 
 
+def test_token_verifies_against_the_negotiate_url_too() -> None:
+    """With a port in the url (the emulator), the url is a second audience PyJWT accepts."""
+    token = mint_client_token(EP, "chat")
+    assert decode(token, EP.client_url("chat"))
+    portless = parse_connection_string(f"Endpoint=https://x.service.signalr.net;AccessKey={KEY}")
+    claims = jwt.decode(mint_client_token(portless, "chat"), options={"verify_signature": False})
+    assert claims["aud"] == "https://x.service.signalr.net/client/?hub=chat"
+
+
 def test_lifetime_is_honoured() -> None:
     """A custom lifetime sets exp."""
     token = mint_client_token(EP, "chat", lifetime=timedelta(minutes=5), now=1000)
@@ -76,7 +85,10 @@ def test_reserved_claim_names_are_prefixed() -> None:
         claims=[("aud", "evil"), ("exp", "1"), ("sub", "s1"), ("sub", "s2"), ("asrs.s.uid", "x")],
     )
     claims = decode(token, "http://localhost/client/?hub=chat")
-    assert claims["aud"] == "http://localhost/client/?hub=chat"
+    assert claims["aud"] == [
+        "http://localhost/client/?hub=chat",
+        "http://localhost:8888/client/?hub=chat",
+    ]
     assert claims["asrs.u.aud"] == "evil"
     assert claims["asrs.u.exp"] == "1"
     assert claims["sub"] == "s1"
