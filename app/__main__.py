@@ -309,11 +309,15 @@ def _configure_logging(level: str) -> None:
             "formatters": {
                 "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
             },
+            # The embedded emulator's WebSocket / SSE URLs carry access_token in the query,
+            # and uvicorn logs request paths: mask tokens before any record is written.
+            "filters": {"redact": {"()": "emulator.logs.RedactTokens"}},
             "handlers": {
                 "stdout": {
                     "class": "logging.StreamHandler",
                     "formatter": "plain",
                     "stream": "ext://sys.stdout",
+                    "filters": ["redact"],
                 },
             },
             "root": {"level": level.upper(), "handlers": ["stdout"]},
