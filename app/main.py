@@ -74,19 +74,6 @@ async def _handle_signalr_error(request: Request, exc: Exception) -> JSONRespons
     return _error_response(exc)
 
 
-class _NegotiationHooks:
-    """Adapts the hub registry to what the negotiator needs."""
-
-    def __init__(self, registry: HubRegistry) -> None:
-        self._registry = registry
-
-    def has_hub(self, name: str) -> bool:
-        return self._registry.has_hub(name)
-
-    async def shape_negotiation(self, hub: str, identity: Any, headers: Any, query: Any) -> Any:
-        return await self._registry.shape_negotiation(hub, identity, headers, query)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the backend.
 
@@ -106,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry.bind(service)
             app.state.signalr = service
             app.state.negotiator = Negotiator(
-                settings, _NegotiationHooks(registry), pick_endpoint=service.negotiate_endpoint
+                settings, registry, pick_endpoint=service.negotiate_endpoint
             )
             yield
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from app.exceptions import InvalidNameError
+from app.hub import NegotiateOptions
 from app.protocol.connection_string import ServiceEndpoint
 from app.protocol.names import validate_hub_name, validate_user_id
 from app.protocol.tokens import mint_client_token
@@ -27,7 +28,6 @@ __all__ = [
     "HubNotFoundError",
     "NegotiationHooks",
     "Negotiator",
-    "ShapedNegotiation",
 ]
 
 DEV_USER_HEADER = "x-ms-signalr-user-id"
@@ -39,17 +39,8 @@ class HubNotFoundError(InvalidNameError):
     status_code = 404
 
 
-@dataclass(frozen=True, slots=True)
-class ShapedNegotiation:
-    """What a hub's ``negotiate`` hook decided (any field ``None`` keeps the default)."""
-
-    user_id: str | None
-    claims: Sequence[tuple[str, Any]]
-    lifetime: timedelta | None
-
-
 class NegotiationHooks(Protocol):
-    """What negotiate needs from the hub registry."""
+    """What negotiate needs from the hub registry (:class:`app.services.dispatcher.HubRegistry`)."""
 
     def has_hub(self, name: str) -> bool:
         """Whether a hub of this name (case-insensitive) is registered."""
@@ -61,8 +52,8 @@ class NegotiationHooks(Protocol):
         identity: Identity,
         headers: Mapping[str, str],
         query: Mapping[str, str],
-    ) -> ShapedNegotiation | None:
-        """Run the hub's negotiate hook, if it has one."""
+    ) -> NegotiateOptions | None:
+        """Run the hub's negotiate hook; ``None`` when it has none (keep the defaults)."""
         ...
 
 

@@ -11,11 +11,8 @@ import jwt
 import pytest
 
 from app.exceptions import InvalidNameError, PrincipalError
-from app.services.negotiation import (
-    HubNotFoundError,
-    Negotiator,
-    ShapedNegotiation,
-)
+from app.hub import NegotiateOptions
+from app.services.negotiation import HubNotFoundError, Negotiator
 from app.services.principal import Identity
 from app.settings import Settings
 
@@ -32,7 +29,7 @@ FORGED = {
 
 
 class Hooks:
-    def __init__(self, shaped: ShapedNegotiation | None = None) -> None:
+    def __init__(self, shaped: NegotiateOptions | None = None) -> None:
         self.shaped = shaped
         self.seen: list[Identity] = []
 
@@ -41,7 +38,7 @@ class Hooks:
 
     async def shape_negotiation(
         self, hub: str, identity: Identity, headers: Mapping[str, str], query: Mapping[str, str]
-    ) -> ShapedNegotiation | None:
+    ) -> NegotiateOptions | None:
         self.seen.append(identity)
         return self.shaped
 
@@ -119,7 +116,7 @@ async def test_invalid_dev_user_id_is_refused() -> None:
 @pytest.mark.anyio
 async def test_hook_shapes_user_claims_and_lifetime() -> None:
     """A hub's negotiate hook replaces user id and claims and sets the lifetime."""
-    hooks = Hooks(ShapedNegotiation("hooked", [("role", "a"), ("role", "b")], timedelta(minutes=2)))
+    hooks = Hooks(NegotiateOptions("hooked", [("role", "a"), ("role", "b")], timedelta(minutes=2)))
     info = await Negotiator(Settings(connection_string=CS), hooks).negotiate("other", {}, {})
     claims = claims_of(info.access_token, "other")
     assert claims["asrs.s.uid"] == "hooked"
