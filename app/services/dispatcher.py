@@ -463,12 +463,14 @@ class HubRegistry:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return self._too_large()
-        body = b""
+        parts: list[bytes] = []  # joined once: no quadratic copying of many small chunks
+        size = 0
         async for chunk in chunks:
-            body += chunk
-            if len(body) > limit:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 return self._too_large()
-        return await self.dispatch(WebhookRequest(headers, body, code))
+        return await self.dispatch(WebhookRequest(headers, b"".join(parts), code))
 
     def _too_large(self) -> WebhookResult:
         self.stats.requests += 1
@@ -516,6 +518,15 @@ class HubRegistry:
                 headers.get("x-asrs-signature"), connection_id, self.access_keys
             ):
                 stats.unauthorized += 1
+                # The service only logs our 401; say it here too (a wrong or rotated key is
+                # the usual cause). Never the signature itself.
+                logger.info(
+                    "webhook: X-ASRS-Signature of connection %s (hub=%s event=%s) matches "
+                    "none of the configured access keys",
+                    connection_id,
+                    hub,
+                    event,
+                )
                 return _text(401, "X-ASRS-Signature matches none of the configured access keys.")
         elif self.upstream_code is None:
             stats.unauthorized += 1
@@ -679,7 +690,9 @@ class HubRegistry:
             if isinstance(exc, FilterRejectedError):
                 stats.rejected += 1
             error = str(exc)
-            logger.info(
+            # Nobody but the log hears about a refused send (no invocation id): warn.
+            logger.log(
+                logging.INFO if invocation_id is not None else logging.WARNING,
                 "webhook: invocation %r of connection %s refused: %s",
                 message.target,
                 connection_id,

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from app.exceptions import GatewayAuthError, ServiceError, SignalRError
+from app.exceptions import (
+    GatewayAuthError,
+    ServiceError,
+    ServiceThrottledError,
+    ServiceUnavailableError,
+    SignalRError,
+)
 from app.models.gateway import (
     MAX_BATCH_ITEMS,
     GatewayGroupAction,
@@ -176,11 +182,11 @@ def _failure(index: int, exc: SignalRError) -> GatewayItemResult:
     )
     if isinstance(exc, ServiceError):
         # The same mapping as app.main's error handler: our status says the failure was
-        # upstream (502, or 503 when unreachable, 429 when throttled); the service's own
-        # status and error code are reported beside it.
-        if exc.status_code == 429:
+        # upstream (502, or 503 when unavailable - 5xx, 408, timeouts, unreachable - and
+        # 429 when throttled); the service's own status and error code are beside it.
+        if isinstance(exc, ServiceThrottledError):
             result.status = 429
-        elif exc.status_code == 0 or exc.status_code >= 500:
+        elif isinstance(exc, ServiceUnavailableError):
             result.status = 503
         else:
             result.status = 502

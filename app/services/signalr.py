@@ -124,6 +124,7 @@ _ERROR_MAP: Final[tuple[tuple[type[BaseException], type[httpx.TransportError]], 
     (TimeoutError, httpx.ReadTimeout),
 )
 _DROPPED_RESPONSE_HEADERS: Final = frozenset({b"content-encoding", b"content-length"})
+_NO_AUTO_CONTENT_TYPE: Final = ("Content-Type",)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -184,6 +185,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=content,
                 allow_redirects=False,
                 timeout=timeout,
+                # aiohttp would label an empty POST/PUT application/octet-stream.
+                skip_auto_headers=None if content else _NO_AUTO_CONTENT_TYPE,
             ) as response:
                 body = await response.read()
                 status = response.status

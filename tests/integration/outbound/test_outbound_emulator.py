@@ -8,6 +8,7 @@ client does receive, after which nothing earlier may be waiting.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,6 +28,8 @@ pytestmark = [
 ]
 
 HOSTILE_GROUP = "a/../b g%?#\U0001f600"
+WAIT = 20.0
+"""Seconds a client may take to receive a message (generous: 2 busy cores)."""
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ async def barrier(service: SignalRService, *clients: NodeClient) -> None:
     """Broadcast a marker and wait until every client got it (delivery is in order)."""
     await service.send_to_all("chat", "marker", [])
     for client in clients:
-        assert await client.next_message("marker") == []
+        assert await client.next_message("marker", timeout=WAIT) == []
 
 
 async def test_json_and_messagepack_clients_get_the_same_broadcast(
@@ -72,7 +75,7 @@ async def test_json_and_messagepack_clients_get_the_same_broadcast(
     ):
         await service.send_to_all("Chat", "newMessage", [payload, "second"])
         for client in (json_client, msgpack_client, sse_client):
-            assert await client.next_message("newMessage") == [payload, "second"]
+            assert await client.next_message("newMessage", timeout=WAIT) == [payload, "second"]
 
 
 async def test_groups_users_exclusions_and_existence(
@@ -102,15 +105,15 @@ async def test_groups_users_exclusions_and_existence(
         assert await service.group_exists("chat", HOSTILE_GROUP)
         assert not await service.group_exists("chat", "a")
         await service.send_to_group("chat", HOSTILE_GROUP, "newMessage", ["to the group"])
-        assert await alice.next_message("newMessage") == ["to the group"]
+        assert await alice.next_message("newMessage", timeout=WAIT) == ["to the group"]
 
         await service.send_to_user("chat", "bob", "newMessage", ["to bob"])
-        assert await bob.next_message("newMessage") == ["to bob"]
+        assert await bob.next_message("newMessage", timeout=WAIT) == ["to bob"]
 
         await service.send_to_all(
             "chat", "newMessage", ["not alice"], excluded=[alice.connection_id]
         )
-        assert await bob.next_message("newMessage") == ["not alice"]
+        assert await bob.next_message("newMessage", timeout=WAIT) == ["not alice"]
 
         await barrier(service, alice, bob)
         assert alice.pending("newMessage") == 0
@@ -120,7 +123,7 @@ async def test_groups_users_exclusions_and_existence(
         assert await service.user_in_group("chat", "room", "bob")
         await service.remove_connection_from_group("chat", HOSTILE_GROUP, alice.connection_id)
         await service.send_to_groups("chat", ["room", HOSTILE_GROUP], "newMessage", ["rooms"])
-        assert await bob.next_message("newMessage") == ["rooms"]
+        assert await bob.next_message("newMessage", timeout=WAIT) == ["rooms"]
         await barrier(service, alice, bob)
         assert alice.pending("newMessage") == 0
 
@@ -136,7 +139,7 @@ async def test_close_connection_with_a_reason(
     async with node.connect(url, access_token=emulator.client_token("chat")) as client:
         assert client.connection_id
         await service.close_connection("chat", client.connection_id, reason="maintenance")
-        await client.closed.wait()
+        await asyncio.wait_for(client.closed.wait(), WAIT)
         assert client.close_error is not None and "maintenance" in client.close_error
         assert not await service.connection_exists("chat", client.connection_id)
 
@@ -194,10 +197,10 @@ async def test_gateway_messages_reach_the_right_clients(
         assert response.status_code == 202, response.text
         assert response.json()["succeeded"] == 3
 
-        assert await alice.next_message("newMessage") == ["for alice"]
-        assert await alice.next_message("newMessage") == [{"all": True}]
-        assert await bob.next_message("newMessage") == ["for the team"]
-        assert await bob.next_message("newMessage") == [{"all": True}]
+        assert await alice.next_message("newMessage", timeout=WAIT) == ["for alice"]
+        assert await alice.next_message("newMessage", timeout=WAIT) == [{"all": True}]
+        assert await bob.next_message("newMessage", timeout=WAIT) == ["for the team"]
+        assert await bob.next_message("newMessage", timeout=WAIT) == [{"all": True}]
         await barrier(service, alice, bob)
         assert alice.pending("newMessage") == bob.pending("newMessage") == 0
 

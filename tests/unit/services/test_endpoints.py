@@ -132,8 +132,8 @@ async def test_health_is_checked_in_the_background(
 
     first, second = pair
     settings = two_endpoint_settings(first, second, health_check_interval=0.05)
-    async with SignalRService.open(settings):
-        for _ in range(100):
+    async with SignalRService.open(settings), asyncio.timeout(20):
+        while True:
             if len(first.requests) >= 2 and len(second.requests) >= 2:
                 break
             await asyncio.sleep(0.02)

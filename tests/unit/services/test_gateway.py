@@ -138,9 +138,22 @@ def test_key_check_compares_every_key() -> None:
             "/api/hubs/chat/connections/c1/:send",
             None,
         ),
+        (
+            {"target": "t", "userId": "u", "groupName": "g"},
+            "/api/hubs/chat/users/u/:send",
+            None,
+        ),
         ({"Target": "t", "UserID": "u"}, "/api/hubs/chat/users/u/:send", None),
     ],
-    ids=["all", "all except", "group", "user", "connection first", "case-insensitive keys"],
+    ids=[
+        "all",
+        "all except",
+        "group",
+        "user",
+        "connection first",
+        "user before group",
+        "case-insensitive keys",
+    ],
 )
 async def test_message_receivers_follow_the_output_binding_rules(
     server: RecordingServer,
@@ -260,6 +273,26 @@ async def test_a_partly_failed_batch_is_207_with_per_item_errors(
     assert failed["type"] == "ServiceBadRequestError"
     assert [r["status"] for r in body["results"]] == [202, 502, 202]
     assert len(server.requests) == 3
+
+
+async def test_failed_items_get_the_status_the_error_handler_would_answer(
+    server: RecordingServer, client: httpx.AsyncClient
+) -> None:
+    """Per-item statuses: throttled 429, unavailable (5xx, 408) 503, other refusals 502."""
+    statuses = {"a": 429, "b": 500, "c": 408, "d": 404, "e": 401}
+    server.responder = lambda request: Reply(
+        statuses[request.raw_path.split("/")[5]], headers={"x-ms-error-code": "E.Code"}
+    )
+    batch = [
+        {"action": "add", "groupName": "g", "userId": user} for user in ("a", "b", "c", "d", "e")
+    ]
+    response = await client.post("/api/hubs/chat/groupActions", json=batch, headers=HEADERS)
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [429, 503, 503, 502, 502]
+    assert [r["serviceStatus"] for r in results] == [429, 500, 408, 404, 401]
+    assert {r["serviceErrorCode"] for r in results} == {"E.Code"}
+    assert len(server.requests) == 5
 
 
 async def test_a_single_failed_message_answers_the_error(

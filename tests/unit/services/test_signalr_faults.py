@@ -213,7 +213,7 @@ async def test_a_hung_send_times_out_and_is_not_retried(server: RecordingServer)
         started = time.monotonic()
         with pytest.raises(ServiceUnavailableError, match="ReadTimeout"):
             await send(service)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5  # 0.2 s timeout, no retry; slack for load
     assert len(server.requests) == 1
 
 

@@ -285,6 +285,9 @@ async def test_every_operation_uses_the_documented_route(
     assert (request.method, request.raw_path) == (method, path)
     assert parse_qsl(request.query) == [("api-version", "2022-06-01"), *extra]
     assert request.claims()["aud"] == f"http://127.0.0.1{path}?api-version=2022-06-01"
+    if not path.endswith("/:send"):
+        assert request.body == b""
+        assert "content-type" not in request.headers
 
 
 async def test_fan_out_sends_once_per_distinct_target(
