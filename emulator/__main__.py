@@ -13,11 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from .errors import EmulatorError
 from .logs import configure_logging
-from .runner import bind_socket, uvicorn_config
+from .runner import EmulatorServer, bind_socket, uvicorn_config
 from .server import create_app
 from .settings import EmulatorSettings
 
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {settings.connection_string(port)}", flush=True)
     config = uvicorn_config(app, log_level=args.log_level)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        EmulatorServer(config, app).run(sockets=[sock])
     finally:
         sock.close()
     return 0

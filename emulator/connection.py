@@ -59,6 +59,9 @@ class ClientConnection:
         closed: no more output is accepted; the writer drains what is queued and stops.
         close_error: the reason the connection was closed, if any.
         last_received: monotonic time of the last sign of life from the client.
+        in_call: an invocation of this connection is with the upstream; the client timeout
+            is paused meanwhile (the client's pings wait unread behind it), as ASP.NET Core
+            pauses it while a hub method runs.
         on_close: called once when the connection is closed or aborted (HTTP transports
             use it to stop their inbound pump).
         pending_results: invocation id → future of the client's Completion, for REST
@@ -82,6 +85,7 @@ class ClientConnection:
         "created",
         "hub",
         "idle_since",
+        "in_call",
         "inbound",
         "last_received",
         "last_sent",
@@ -119,6 +123,7 @@ class ClientConnection:
         self.close_error: str | None = None
         self.created = now
         self.last_received = now
+        self.in_call = False
         self.last_sent = now
         self.idle_since: float | None = now
         self.sent_flag = False

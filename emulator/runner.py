@@ -23,7 +23,25 @@ import uvicorn
 from .server import EmulatorApp, create_app
 from .settings import EmulatorSettings
 
-__all__ = ["bind_socket", "serve", "uvicorn_config"]
+__all__ = ["EmulatorServer", "bind_socket", "serve", "uvicorn_config"]
+
+
+class EmulatorServer(uvicorn.Server):
+    """uvicorn's server, closing the emulator's client connections first when it stops.
+
+    Every client gets a Close message allowing reconnect (so a JS client with automatic
+    reconnect comes back after a restart) and its Server-Sent Events or long-poll response
+    ends, so the graceful stop does not wait ``timeout_graceful_shutdown`` for them.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: EmulatorApp) -> None:
+        super().__init__(config)
+        self.emulator = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Close the client connections, then shut down as uvicorn does."""
+        self.emulator.close_connections()
+        await super().shutdown(sockets)
 
 
 def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -71,7 +89,7 @@ async def serve(
     if sock is None:
         sock = bind_socket(settings.host, settings.port)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, log_level=log_level))
+    server = EmulatorServer(uvicorn_config(app, log_level=log_level), app)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -17,20 +17,28 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .client_endpoint import handle_client_request
 from .cors import is_preflight, preflight, with_cors
-from .errors import RequestError
+from .errors import NotFoundError, RequestError
 from .http import Receive, Scope, Send, send_response
 from .rest import handle_rest_request
 from .settings import EmulatorSettings
 from .state import EmulatorState
-from .upstream import DEFAULT_TEMPLATES, UpstreamDispatcher, UpstreamSettingsFile, UpstreamTemplate
+from .upstream import (
+    DEFAULT_TEMPLATES,
+    UpstreamDispatcher,
+    UpstreamSettingsFile,
+    UpstreamTemplate,
+    new_upstream_session,
+)
 
 __all__ = ["EmulatorApp", "create_app"]
 
 logger = logging.getLogger("emulator.server")
+
+SHUTDOWN_MESSAGE = "The server is shutting down."
 
 
 class EmulatorApp:
@@ -58,29 +66,30 @@ class EmulatorApp:
             self.templates = UpstreamSettingsFile(settings.config)
         else:
             self.templates = lambda: DEFAULT_TEMPLATES
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     async def startup(self) -> None:
         """Open the upstream HTTP client and start housekeeping."""
         if self._client is not None:
             return
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.upstream_timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._client = new_upstream_session()
         self.state.upstream = UpstreamDispatcher(
             self.templates, self.settings.keys, self._client, self.settings.upstream_timeout
         )
         self.state.spawn(self.state.housekeeping())
 
+    def close_connections(self) -> None:
+        """Send every client a Close message (reconnect allowed) and end its connection."""
+        for conn in self.state.registry.connections():
+            conn.close(SHUTDOWN_MESSAGE, allow_reconnect=True)
+
     async def shutdown(self) -> None:
         """Close every connection, stop background tasks, close the HTTP client."""
-        for conn in self.state.registry.connections():
-            conn.close("The server is shutting down.")
+        self.close_connections()
         await self.state.cancel_tasks()
         self.state.upstream = None
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,7 +140,12 @@ class EmulatorApp:
             elif path == "/" and scope["method"] in ("GET", "HEAD"):
                 await send_response(send, 200, b"Azure SignalR Service emulator (serverless)\n")
             else:
-                await send_response(send, 404, b"Not found.\n")
+                await send_response(
+                    send,
+                    404,
+                    b"Not found.\n",
+                    headers=[("x-ms-error-code", NotFoundError.default_code)],
+                )
         except RequestError as exc:
             if started:
                 raise
@@ -154,30 +168,31 @@ class EmulatorApp:
             if path == "/client" or path.startswith("/client/"):
                 await handle_client_request(self.state, scope, receive, send)
             else:
-                await self._reject(scope, send, 404, "Not found.")
+                await self._reject(scope, send, 404, "Not found.", NotFoundError.default_code)
         except RequestError as exc:
             if scope.get("emulator.accepted"):
                 raise
             logger.info("WebSocket refused (%d): %s", exc.status_code, exc.message)
-            await self._reject(scope, send, exc.status_code, exc.message)
+            await self._reject(scope, send, exc.status_code, exc.message, exc.error_code)
         except Exception:
             logger.exception("Unhandled error on WebSocket %s", path)
             if not scope.get("emulator.accepted"):
                 await self._reject(scope, send, 500, "Internal error; see the emulator log.")
 
     @staticmethod
-    async def _reject(scope: Scope, send: Send, status: int, text: str) -> None:
+    async def _reject(
+        scope: Scope, send: Send, status: int, text: str, error_code: str | None = None
+    ) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
             body = text.encode("utf-8")
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            if error_code:
+                headers.append((b"x-ms-error-code", error_code.encode("ascii")))
             await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
             )
             await send({"type": "websocket.http.response.body", "body": body})
         else:

@@ -127,7 +127,14 @@ class HubSession:
         if isinstance(message, InvocationMessage):
             upstream = self._state.upstream
             assert self._context is not None
-            reply = await upstream.invoke(self._context, message) if upstream else None
+            if upstream is None:
+                return
+            conn.in_call = True
+            try:
+                reply = await upstream.invoke(self._context, message)
+            finally:
+                conn.in_call = False
+                conn.last_received = time.monotonic()
             if reply:
                 conn.enqueue(reply)
         elif isinstance(message, StreamInvocationMessage):

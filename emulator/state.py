@@ -101,7 +101,11 @@ class EmulatorState:
                     logger.info("Connection %s closed: no handshake", conn.connection_id)
                     conn.close("Handshake was canceled.")
                 continue
-            if conn.transport != "LongPolling" and now - conn.last_received > s.client_timeout:
+            if (
+                conn.transport != "LongPolling"
+                and not conn.in_call
+                and now - conn.last_received > s.client_timeout
+            ):
                 logger.info("Connection %s closed: client timeout", conn.connection_id)
                 conn.close("Server timeout elapsed without receiving a message from the client.")
                 continue

@@ -20,7 +20,7 @@ import contextlib
 import logging
 
 from .connection import ClientConnection
-from .errors import BadRequestError, ConflictError
+from .errors import BadRequestError, ConflictError, NotFoundError
 from .fastpath import DirectWebSocket
 from .http import Receive, Scope, Send, read_body, send_response
 from .session import HubSession
@@ -248,8 +248,7 @@ async def handle_post(
         raise BadRequestError("POST sends are only for Server-Sent Events and long polling.")
     body = await read_body(receive, state.settings.max_message_size * 4)
     if conn.closed:
-        await send_response(send, 404, b"The connection is closed.")
-        return
+        raise NotFoundError("The connection is closed.")
     conn.last_received = asyncio.get_running_loop().time()
     conn.inbound.put_nowait(body)
     await send_response(send, 200)

@@ -24,6 +24,8 @@ API:
   ``disconnected(ctx, error)``, ``invoke(ctx, message) -> bytes | None``. It never raises for
   upstream failures: connection events and fire-and-forget invocations log a warning with the
   connection id; invocations with an id get an error Completion.
+- ``new_upstream_session()`` – the pooled ``aiohttp.ClientSession`` the emulator passes as
+  ``client`` (an ``httpx.AsyncClient`` works too).
 - ``MAX_RESPONSE_SIZE`` – 16 MiB, the largest upstream answer relayed (as the service).
 
 Where this differs from Microsoft's asrs-emulator, on purpose:
@@ -50,7 +52,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote_plus, urlsplit
 
+import aiohttp
 import httpx
+import yarl
 
 from app.exceptions import HubProtocolError
 from app.protocol.codec import HubCodec
@@ -68,6 +72,7 @@ __all__ = [
     "UpstreamSettingsFile",
     "UpstreamTemplate",
     "load_upstream_settings",
+    "new_upstream_session",
 ]
 
 logger = logging.getLogger("emulator.upstream")
@@ -82,6 +87,7 @@ _PLACEHOLDER: Final = re.compile(r"\{(hub|category|event)\}", re.IGNORECASE)
 _CONNECTED_BODY: Final = b'{"type":10}'
 _JSON: Final = b"application/json"
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_URL_CACHE_SIZE: Final = 1024
 
 
 # ------------------------------------------------------------------------------- templates
@@ -371,6 +377,24 @@ class _Failure(Exception):
         self.reason = reason
 
 
+def new_upstream_session(max_connections: int = 200) -> aiohttp.ClientSession:
+    """The HTTP client the emulator posts upstream with (call inside the event loop).
+
+    aiohttp rather than httpx: with 100 clients invoking at once, httpx's request and
+    pool bookkeeping made the emulator's CPU the bottleneck of the round trip
+    (``bench/webhook.py``, 10,000 invokes from 100 clients: p50 94 ms / p99 558 ms with
+    httpx, 15 ms / 33 ms with aiohttp). Proxies from the environment are ignored (the
+    upstream is normally local); responses are decompressed.
+
+    Args:
+        max_connections: size of the connection pool (concurrent upstream calls).
+    """
+    # Idle connections are dropped after 4 s, before a server with a 5 s keep-alive
+    # (uvicorn's default) closes them under a request that was just sent.
+    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=4.0)
+    return aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
+
+
 class UpstreamDispatcher:
     """Sends client events to the upstream webhook.
 
@@ -378,7 +402,10 @@ class UpstreamDispatcher:
         templates: returns the current templates, e.g. ``lambda: DEFAULT_TEMPLATES`` or an
             :class:`UpstreamSettingsFile`; called once per event.
         keys: the access keys; one ``X-ASRS-Signature`` entry is sent per key.
-        client: the process's shared ``httpx.AsyncClient`` (owned and closed by the caller).
+        client: the process's shared HTTP client (owned and closed by the caller): an
+            ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``, which the emulator
+            uses because it costs several times less CPU per call (see
+            :func:`new_upstream_session`). Both behave the same here.
         timeout: seconds one upstream call may take in all (connect, send, read).
     """
 
@@ -386,7 +413,7 @@ class UpstreamDispatcher:
         self,
         templates: Callable[[], Sequence[UpstreamTemplate]],
         keys: Sequence[str],
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | aiohttp.ClientSession,
         timeout: float,
     ) -> None:
         self._templates = templates
@@ -394,6 +421,8 @@ class UpstreamDispatcher:
         self._client = client
         self._timeout = timeout
         self._httpx_timeout = httpx.Timeout(timeout)
+        self._aiohttp_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._urls: dict[str, yarl.URL] = {}
 
     def _find(self, hub: str, category: str, event: str) -> UpstreamTemplate | None:
         for template in self._templates():
@@ -428,6 +457,8 @@ class UpstreamDispatcher:
         self, url: str, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[int, bytes]:
         """POST and read the answer; raise :class:`_Failure` with the reason."""
+        if isinstance(self._client, aiohttp.ClientSession):
+            return await self._post_aiohttp(self._client, url, headers, body)
         try:
             async with asyncio.timeout(self._timeout):
                 async with self._client.stream(
@@ -446,8 +477,51 @@ class UpstreamDispatcher:
                     return response.status_code, b"".join(chunks)
         except (TimeoutError, httpx.TimeoutException):
             raise _Failure(f"upstream timed out after {self._timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
             raise _Failure(f"upstream unreachable: {_short(exc)}") from None
+        except httpx.HTTPError as exc:  # after connecting: a dropped or malformed answer
+            raise _Failure(f"error: {_short(exc)}") from None
+
+    async def _post_aiohttp(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[int, bytes]:
+        target = self._urls.get(url)
+        if target is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            # Sent exactly as made: yarl would otherwise re-quote the encoded event name.
+            target = self._urls[url] = yarl.URL(url, encoded=True)
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with session.post(
+                    target,
+                    data=body,
+                    # aiohttp writes str header values as UTF-8: give back what was encoded.
+                    headers=[(k.decode("ascii"), v.decode("utf-8")) for k, v in headers],
+                    allow_redirects=False,
+                    timeout=self._aiohttp_timeout,
+                ) as response:
+                    length = response.content_length
+                    if length is not None and length > MAX_RESPONSE_SIZE:
+                        raise _Failure("response too large")
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.content.iter_any():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_SIZE:
+                            raise _Failure("response too large")
+                        chunks.append(chunk)
+                    return response.status, b"".join(chunks)
+        except TimeoutError:
+            raise _Failure(f"upstream timed out after {self._timeout:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise _Failure(f"upstream unreachable: {_short(exc)}") from None
+        except aiohttp.ClientError as exc:  # after connecting: a dropped or malformed answer
+            raise _Failure(f"error: {_short(exc)}") from None
 
     async def _notify(self, ctx: UpstreamContext, event: str, body: bytes) -> None:
         template = self._find(ctx.hub, CATEGORY_CONNECTIONS, event)
@@ -512,7 +586,8 @@ class UpstreamDispatcher:
             connection's protocol: the upstream's 200 body as is (it must be a framed hub
             message, normally the Completion), an empty Completion for an empty 200 or a 204,
             or an error Completion (``Invocation failed, status code N``, a timeout, an
-            unreachable upstream, a response over 16 MiB, no matching template). Never raises
+            unreachable upstream, ``Invocation failed, error: ...`` for an answer cut off
+            or malformed, a response over 16 MiB, no matching template). Never raises
             for upstream failures.
         """
         codec = ctx.codec

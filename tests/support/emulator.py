@@ -31,10 +31,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from app.protocol.tokens import build_client_claims, mint_token
-from emulator.runner import bind_socket, uvicorn_config
+from emulator.runner import EmulatorServer, bind_socket, uvicorn_config
 from emulator.server import EmulatorApp, create_app
 from emulator.settings import EmulatorSettings
 
@@ -87,7 +85,9 @@ async def _serve(app: EmulatorApp) -> AsyncIterator[str]:
     # listening socket made with IPPROTO_TCP (TCP_NODELAY on accepted connections).
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server = EmulatorServer(
+        uvicorn_config(app, log_level="warning", timeout_graceful_shutdown=2), app
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,8 +16,11 @@ from emulator_kit import RS, Rest, eventually, raw_client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from app.protocol.codec import JSON_CODEC
+from app.protocol.messages import CompletionMessage, InvocationMessage
 from app.protocol.tokens import mint_token
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.servers import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -86,13 +92,18 @@ async def test_bad_requests(emu: RunningEmulator, hub: str) -> None:
         assert response.status_code == 405
         response = await http.get(f"{emu.base_url}/client/?hub={hub}&id=nope", headers=bearer)
         assert response.status_code == 404
+        assert response.headers["x-ms-error-code"] == "Error.NotFound"
         response = await http.post(f"{emu.base_url}/client/?hub={hub}", headers=bearer)
         assert response.status_code == 400
+        response = await http.get(f"{emu.base_url}/nowhere")
+        assert response.status_code == 404
+        assert response.headers["x-ms-error-code"] == "Error.NotFound"
     url = emu.client_url(hub).replace("http://", "ws://")
     with pytest.raises(InvalidStatus) as info:
         async with connect(url + "&id=nope", additional_headers=bearer):
             pass
     assert info.value.response.status_code == 404
+    assert info.value.response.headers["x-ms-error-code"] == "Error.NotFound"
     with pytest.raises(InvalidStatus) as info:
         async with connect(url):
             pass
@@ -139,6 +150,43 @@ async def test_cors_echoes_origin_with_credentials(emu: RunningEmulator, hub: st
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == origin
         assert response.headers["access-control-allow-credentials"] == "true"
+        # Errors too, so that a page can read why (e.g. a 401's text).
+        response = await http.post(
+            f"{emu.base_url}/client/negotiate?hub={hub}", headers={"Origin": origin}
+        )
+        assert response.status_code == 401
+        assert response.headers["access-control-allow-origin"] == origin
+        assert response.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_query_token_counts_only_for_websockets_and_sse(
+    emu: RunningEmulator, hub: str
+) -> None:
+    """access_token in the query is accepted on WebSocket and SSE requests only; a header wins."""
+    token = emu.client_token(hub)
+    base = f"{emu.base_url}/client"
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{base}/negotiate?hub={hub}&negotiateVersion=1&access_token={token}"
+        )
+        assert response.status_code == 401 and token not in response.text
+        body = (
+            await negotiate(emu, hub, "&negotiateVersion=1", Authorization=f"Bearer {token}")
+        ).json()
+        with_query = f"{base}/?hub={hub}&id={body['connectionToken']}&access_token={token}"
+        assert (await http.get(with_query)).status_code == 401  # a long poll
+        assert (await http.post(with_query, content=b"{}\x1e")).status_code == 401
+        async with http.stream("GET", with_query, headers={"Accept": "text/event-stream"}) as sse:
+            assert sse.status_code == 200
+            assert sse.headers["content-type"].startswith("text/event-stream")
+    url = emu.client_url(hub).replace("http://", "ws://") + f"&access_token={token}"
+    async with connect(url) as ws:
+        await ws.send('{"protocol":"json","version":1}' + RS)
+        assert (await ws.recv()).startswith("{}")
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, additional_headers={"Authorization": "Bearer not.a.token"}):
+            pass
+    assert info.value.response.status_code == 401
 
 
 async def test_websocket_without_id_creates_a_connection(
@@ -218,8 +266,18 @@ async def test_slow_receiver_is_closed_without_stalling_others(
     async with running_emulator(max_buffered_bytes=256 * 1024) as emu:
         rest = Rest(emu, httpx.AsyncClient())
         async with rest.client, raw_client(emu, "chat", user_id="fast") as fast:
+            # A small, fixed receive buffer (no autotuning up to tcp_rmem's maximum, which
+            # can be tens of MB) so the 9 MB below surely overflow the slow client.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            sock.setblocking(False)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", emu.port))
+            except OSError:
+                sock.close()
+                raise
             async with raw_client(
-                emu, "chat", user_id="slow", max_queue=1, close_timeout=0.2
+                emu, "chat", user_id="slow", max_queue=1, close_timeout=0.2, sock=sock
             ) as slow:
                 blob = "x" * 60_000
                 count = 150  # 9 MB: beyond loopback socket buffers and the 256 KiB limit
@@ -250,14 +308,64 @@ async def test_slow_receiver_is_closed_without_stalling_others(
                 await eventually(dropped)
 
 
-async def test_expired_token_ends_long_lived_nothing_else(emu: RunningEmulator, hub: str) -> None:
-    """A token valid at connect time keeps the connection (tokens are checked per request)."""
+async def test_token_expiry_does_not_end_an_open_connection(
+    emu: RunningEmulator, rest: Rest, hub: str
+) -> None:
+    """A token valid at connect time keeps the connection after it expires (checked per request)."""
+    expires = time.time() + 2
     token = mint_token(
         emu.settings.access_key,
         f"http://127.0.0.1/client/?hub={hub}",
-        lifetime=timedelta(seconds=2),
+        lifetime=timedelta(hours=1),
+        now=expires - 3600,
     )
     url = emu.client_url(hub).replace("http://", "ws://")
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         await ws.send('{"protocol":"json","version":1}' + RS)
         assert (await ws.recv()).startswith("{}")
+        await asyncio.sleep(max(0.0, expires - time.time() + 0.2))
+        assert (await negotiate(emu, hub, Authorization=f"Bearer {token}")).status_code == 401
+        await rest.send(f"/api/hubs/{hub}/:send", "after", "expiry")
+        messages: list[dict[str, Any]] = []
+        while not messages:
+            frame = await asyncio.wait_for(ws.recv(), 5)
+            text = frame if isinstance(frame, str) else frame.decode()
+            messages = [m for p in text.split(RS) if p and (m := json.loads(p))["type"] != 6]
+        assert messages[0]["target"] == "after"
+
+
+async def test_client_timeout_is_paused_while_the_upstream_works() -> None:
+    """A connection waiting on a slow upstream is not closed for the client's silence."""
+
+    async def slow_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        answer = b""
+        if dict(scope["headers"]).get(b"x-asrs-category") == b"messages":
+            await asyncio.sleep(1.2)  # three client timeouts
+            invocation = JSON_CODEC.decode_payload(body)
+            assert isinstance(invocation, InvocationMessage) and invocation.invocation_id
+            answer = JSON_CODEC.encode(
+                CompletionMessage.with_result(invocation.invocation_id, "late")
+            )
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": answer})
+
+    async with serve_asgi(slow_upstream, lifespan="off") as upstream:
+        async with running_emulator(
+            upstream_url=f"{upstream}/runtime/webhooks/signalr",
+            keep_alive_interval=0.2,
+            client_timeout=0.4,
+        ) as emu:
+            async with raw_client(emu, "chat") as client:
+                await client.send(
+                    {"type": 1, "invocationId": "1", "target": "slow", "arguments": []}
+                )
+                message = await asyncio.wait_for(client.receive(), 10)
+                assert message == {"type": 3, "invocationId": "1", "result": "late"}

@@ -75,10 +75,25 @@ async def test_main_prints_connection_string_and_redacts_tokens(tmp_path: Path) 
     assert "access_token=***" in log
 
 
-async def test_main_refuses_a_broken_config(tmp_path: Path) -> None:
-    """A settings.json that is not valid JSON stops start-up with a clear message."""
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("{nope", ("settings.json", "not valid JSON", "line 1")),
+        (None, ("settings.json", "Cannot read")),
+        (
+            json.dumps({"UpstreamSettings": {"Templates": [{"UrlTemplate": "/relative"}]}}),
+            ("Templates[0].UrlTemplate", "absolute"),
+        ),
+    ],
+    ids=["broken-json", "missing-file", "relative-url"],
+)
+async def test_main_refuses_a_bad_config(
+    tmp_path: Path, content: str | None, needles: tuple[str, ...]
+) -> None:
+    """A settings.json that is broken, absent or invalid stops start-up with a clear message."""
     settings = tmp_path / "settings.json"
-    settings.write_text("{nope")
+    if content is not None:
+        settings.write_text(content)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -91,6 +106,63 @@ async def test_main_refuses_a_broken_config(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
-    assert "settings.json" in stderr.decode() and "JSON" in stderr.decode()
+    text = stderr.decode()
+    assert text.startswith("emulator: ") and "Traceback" not in text
+    for needle in needles:
+        assert needle in text
+    assert b"Endpoint=" not in stdout
+
+
+async def test_stopping_closes_clients_with_reconnect_allowed() -> None:
+    """On SIGTERM clients get a Close allowing reconnect and streams end without a wait."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "--port",
+        "0",
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            while b"Endpoint=" not in (line := await proc.stdout.readline()):
+                assert line, "the emulator exited"
+        endpoint = parse_connection_string(line.decode().strip())
+        token = mint_client_token(endpoint, "chat")
+        client_url = endpoint.client_url("chat")
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(timeout=15) as http:
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        negotiated = await http.post(
+                            client_url.replace("/client/?", "/client/negotiate?"), headers=bearer
+                        )
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.05)
+            sse_url = f"{client_url}&id={negotiated.json()['connectionId']}"
+            async with (
+                http.stream("GET", sse_url, headers={**bearer, "Accept": "text/event-stream"}),
+                connect(client_url.replace("http://", "ws://"), additional_headers=bearer) as ws,
+            ):
+                await ws.send('{"protocol":"json","version":1}\x1e')
+                assert (await ws.recv()).startswith("{}")
+                proc.terminate()
+                frame = await asyncio.wait_for(ws.recv(), 10)
+                close = json.loads(str(frame).split("\x1e")[0])
+                assert close == {
+                    "type": 7,
+                    "error": "The server is shutting down.",
+                    "allowReconnect": True,
+                }
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    assert "timeout graceful shutdown exceeded" not in stderr.decode()

@@ -101,7 +101,13 @@ async def test_signalrcore_receives_rest_sends(
             await rest.send(f"{base}/groups/team/:send", "newMessage", "to-team")
             assert await asyncio.wait_for(received.get(), 5) == ["to-team"]
         finally:
-            await asyncio.to_thread(connection.stop)
+            # signalrcore's stop() joins its reader thread, which sits in a blocking recv()
+            # until something arrives: wake it with messages instead of waiting for a ping.
+            stopping = asyncio.ensure_future(asyncio.to_thread(connection.stop))
+            while not stopping.done():
+                await rest.send(f"/api/hubs/{hub}/users/core-user/:send", "wake")
+                await asyncio.wait([stopping], timeout=0.1)
+            await stopping
 
 
 async def test_pysignalr_direct_negotiate_v0(emu: RunningEmulator, rest: Rest, hub: str) -> None:

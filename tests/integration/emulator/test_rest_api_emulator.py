@@ -280,7 +280,7 @@ async def test_user_group_ttl_expires_for_the_js_client(
     async with node.connect(emu.client_url(hub), access_token=token, protocol="messagepack") as c:
         base = f"/api/hubs/{hub}"
         assert (
-            await rest("PUT", f"{base}/users/erin/groups/vip", query="ttl=1")
+            await rest("PUT", f"{base}/users/erin/groups/vip", query="ttl=2")
         ).status_code == 200
         assert (await rest("HEAD", f"{base}/users/erin/groups/vip")).status_code == 200
         await rest.send(f"{base}/groups/vip/:send", "newMessage", "in")
@@ -289,7 +289,7 @@ async def test_user_group_ttl_expires_for_the_js_client(
         async def expired() -> bool:
             return (await rest("HEAD", f"{base}/groups/vip")).status_code == 404
 
-        await eventually(expired)
+        await eventually(expired, seconds=10)
         await rest.send(f"{base}/groups/vip/:send", "newMessage", "out")
         await rest.send(f"{base}/users/erin/:send", "newMessage", "direct")
         assert await c.next_message("newMessage") == ["direct"]

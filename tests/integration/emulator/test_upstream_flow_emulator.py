@@ -104,6 +104,8 @@ async def test_invocations_go_upstream_in_order(
             assert order == ["slow", "echo"]
             with pytest.raises(NodeClientError, match="status code 500"):
                 await client.invoke("fail", 1)
+            assert await client.invoke("echo", "still open") == "still open"
+            assert not client.closed.is_set()
             connection_id = client.connection_id
         _, headers, body = await upstream.wait_for("disconnected")
         assert headers["x-asrs-connection-id"] == connection_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import msgpack
 import pytest
@@ -27,6 +29,7 @@ from emulator.upstream import (
     UpstreamSettingsFile,
     UpstreamTemplate,
     load_upstream_settings,
+    new_upstream_session,
 )
 from tests.support.servers import free_port, serve_asgi
 
@@ -89,11 +92,28 @@ class Recorder:
             )
 
 
+Client = httpx.AsyncClient | aiohttp.ClientSession
+
+
+@contextlib.asynccontextmanager
+async def http_client(kind: str) -> AsyncIterator[Client]:
+    """The dispatcher's HTTP client: the emulator's aiohttp session, or an httpx client."""
+    if kind == "aiohttp":
+        session = new_upstream_session()
+        try:
+            yield session
+        finally:
+            await session.close()
+    else:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            yield client
+
+
 @dataclass
 class Harness:
     recorder: Recorder
     base_url: str
-    client: httpx.AsyncClient
+    client: Client
 
     def dispatcher(
         self,
@@ -107,15 +127,36 @@ class Harness:
         return UpstreamDispatcher(lambda: templates, keys, self.client, timeout)
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module-scoped asyncio backend, so one recording server serves the whole module."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def upstream_server(anyio_backend: str) -> AsyncIterator[tuple[Recorder, str]]:
+    """One recording upstream server per module (each test resets it)."""
     recorder = Recorder()
     async with serve_asgi(recorder, lifespan="off") as base_url:
-        async with httpx.AsyncClient(trust_env=False) as client:
-            try:
-                yield Harness(recorder, base_url, client)
-            finally:
-                recorder.release.set()
+        try:
+            yield recorder, base_url
+        finally:
+            recorder.release.set()
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def harness(
+    request: pytest.FixtureRequest, upstream_server: tuple[Recorder, str]
+) -> AsyncIterator[Harness]:
+    recorder, base_url = upstream_server
+    recorder.requests.clear()
+    recorder.reply = ok_empty
+    recorder.release = asyncio.Event()
+    async with http_client(request.param) as client:
+        try:
+            yield Harness(recorder, base_url, client)
+        finally:
+            recorder.release.set()
 
 
 def context(codec: HubCodec = JSON_CODEC, **overrides: Any) -> UpstreamContext:
@@ -315,10 +356,11 @@ async def test_slow_upstream_times_out_with_a_clear_error(harness: Harness) -> N
 
 
 @pytest.mark.anyio
-async def test_refused_connection_gives_unreachable_error() -> None:
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+async def test_refused_connection_gives_unreachable_error(kind: str) -> None:
     """A closed port gives 'Invocation failed, upstream unreachable: <reason>.'."""
     port = free_port()
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with http_client(kind) as client:
         dispatcher = UpstreamDispatcher(
             lambda: [UpstreamTemplate(f"http://127.0.0.1:{port}/hook")], [PRIMARY], client, 5
         )
@@ -590,3 +632,27 @@ def test_settings_file_checks_at_most_once_per_interval(tmp_path: Path) -> None:
     write(tmp_path, {})
     os.utime(path, ns=(1, 10**18))
     assert len(source()) == 1
+
+
+@pytest.mark.anyio
+async def test_answer_cut_off_gives_an_error_completion_and_the_next_call_works(
+    harness: Harness,
+) -> None:
+    """An answer that stops short of its Content-Length gives 'Invocation failed, error: ...'."""
+    cut = True
+
+    async def reply(request: Recorded) -> tuple[int, list[bytes], dict[str, str]]:
+        if cut:
+            # More promised than sent: uvicorn drops the connection mid-body.
+            return 200, [b"x" * 10], {"content-length": "100"}
+        return 204, [b""], {}
+
+    harness.recorder.reply = reply
+    result = await harness.dispatcher().invoke(context(), InvocationMessage("x", [], "1"))
+    assert result is not None
+    [completion] = JSON_CODEC.new_parser().feed(result)
+    assert isinstance(completion, CompletionMessage) and completion.error is not None
+    assert completion.error.startswith("Invocation failed, error: ")
+    cut = False
+    result = await harness.dispatcher().invoke(context(), InvocationMessage("x", [], "2"))
+    assert result == JSON_CODEC.encode(CompletionMessage.void("2"))
