@@ -480,18 +480,13 @@ def build_runner(
         backend = f"{_dial_host(settings.host)}:{_port_of(backend_sock)}"
         overrides["upstream_url"] = f"http://{backend}/runtime/webhooks/signalr"
     emulator = create_emulator(EmulatorSettings(**overrides))
-
-    def close_client_connections() -> None:
-        # Clients get a Close message (reconnect allowed) and their SSE / long-poll
-        # responses end, so the graceful stop does not wait for them.
-        for connection in list(emulator.state.registry.connections()):
-            connection.close("The server is shutting down.", allow_reconnect=True)
-
     runner.add(
         "emulator",
         emulator,
         emulator_sock,
-        before_stop=close_client_connections,
+        # Clients get a Close message (reconnect allowed) and their SSE / long-poll
+        # responses end, so the graceful stop does not wait for them.
+        before_stop=emulator.close_connections,
         **EMULATOR_UVICORN_OPTIONS,
     )
     return runner
