@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -48,8 +48,8 @@ async def serve_asgi(
     app: Any,
     *,
     port: int = 0,
-    lifespan: str = "on",
-    ws: str = "websockets-sansio",
+    lifespan: Literal["auto", "on", "off"] = "on",
+    ws: Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"] = "websockets-sansio",
     **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in the running event loop; yield its base URL."""
@@ -60,7 +60,7 @@ async def serve_asgi(
             app,
             lifespan=lifespan,
             log_level="warning",
-            ws=ws,  # type: ignore[arg-type]
+            ws=ws,
             timeout_graceful_shutdown=2,
             **config,
         )

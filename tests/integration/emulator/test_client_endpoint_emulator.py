@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_kit import RS, Rest, eventually, raw_client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.protocol.codec import JSON_CODEC
 from app.protocol.messages import CompletionMessage, InvocationMessage
 from app.protocol.tokens import mint_token
+from tests.integration.emulator.emulator_kit import RS, Rest, eventually, raw_client
 from tests.support.emulator import RunningEmulator, running_emulator
 from tests.support.servers import serve_asgi
 
@@ -182,7 +182,7 @@ async def test_query_token_counts_only_for_websockets_and_sse(
     url = emu.client_url(hub).replace("http://", "ws://") + f"&access_token={token}"
     async with connect(url) as ws:
         await ws.send('{"protocol":"json","version":1}' + RS)
-        assert (await ws.recv()).startswith("{}")
+        assert str(await ws.recv()).startswith("{}")
     with pytest.raises(InvalidStatus) as info:
         async with connect(url, additional_headers={"Authorization": "Bearer not.a.token"}):
             pass
@@ -322,7 +322,7 @@ async def test_token_expiry_does_not_end_an_open_connection(
     url = emu.client_url(hub).replace("http://", "ws://")
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         await ws.send('{"protocol":"json","version":1}' + RS)
-        assert (await ws.recv()).startswith("{}")
+        assert str(await ws.recv()).startswith("{}")
         await asyncio.sleep(max(0.0, expires - time.time() + 0.2))
         assert (await negotiate(emu, hub, Authorization=f"Bearer {token}")).status_code == 401
         await rest.send(f"/api/hubs/{hub}/:send", "after", "expiry")

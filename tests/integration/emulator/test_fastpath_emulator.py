@@ -6,10 +6,10 @@ import asyncio
 import struct
 
 import pytest
-from emulator_kit import Rest, raw_client
 
 from emulator.eager import start_eagerly
 from emulator.fastpath import ws_frame
+from tests.integration.emulator.emulator_kit import Rest, raw_client
 from tests.support.emulator import RunningEmulator
 
 pytestmark = pytest.mark.anyio

@@ -63,7 +63,7 @@ async def test_main_prints_connection_string_and_redacts_tokens(tmp_path: Path) 
             assert health.status_code == 200
             async with connect(f"{ws_url}&access_token={token}") as ws:
                 await ws.send('{"protocol":"json","version":1}\x1e')
-                assert (await ws.recv()).startswith("{}")
+                assert str(await ws.recv()).startswith("{}")
     finally:
         proc.terminate()
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
@@ -152,7 +152,7 @@ async def test_stopping_closes_clients_with_reconnect_allowed() -> None:
                 connect(client_url.replace("http://", "ws://"), additional_headers=bearer) as ws,
             ):
                 await ws.send('{"protocol":"json","version":1}\x1e')
-                assert (await ws.recv()).startswith("{}")
+                assert str(await ws.recv()).startswith("{}")
                 proc.terminate()
                 frame = await asyncio.wait_for(ws.recv(), 10)
                 close = json.loads(str(frame).split("\x1e")[0])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from emulator_kit import Rest, q
 
+from tests.integration.emulator.emulator_kit import Rest, q
 from tests.support.emulator import RunningEmulator
 from tests.support.node import NodeProcess
 
@@ -27,7 +28,11 @@ async def test_rest_sends_reach_the_right_clients(
 ) -> None:
     """Sends to all / user / connection / group, with exclusions, reach exactly their receivers."""
     url = emu.client_url(hub)
-    opts = {"transport": transport, "protocol": protocol, "targets": ("newMessage",)}
+    opts: dict[str, Any] = {
+        "transport": transport,
+        "protocol": protocol,
+        "targets": ("newMessage",),
+    }
     async with (
         node.connect(url, access_token=emu.client_token(hub, user_id="alice"), **opts) as a,
         node.connect(url, access_token=emu.client_token(hub, user_id="bob"), **opts) as b,

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from emulator_kit import Rest
+
+from tests.integration.emulator.emulator_kit import Rest
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from emulator_kit import Rest
 
+from tests.integration.emulator.emulator_kit import Rest
 from tests.support.emulator import RunningEmulator
 from tests.support.servers import serve_asgi
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import msgpack
 import pytest
-from emulator_kit import Rest, eventually, q, raw_client
 
 from app.protocol.codec import get_codec
 from app.protocol.messages import InvocationMessage
 from app.protocol.tokens import mint_token
+from tests.integration.emulator.emulator_kit import Rest, eventually, q, raw_client
 from tests.support.emulator import RunningEmulator
 from tests.support.node import NodeProcess
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 import pytest
-from emulator_kit import Rest, raw_client
 
+from tests.integration.emulator.emulator_kit import Rest, raw_client
 from tests.support.emulator import RunningEmulator
 
 pytestmark = pytest.mark.anyio
