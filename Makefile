@@ -53,6 +53,7 @@ lint: $(DEV_STAMP)
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases tests
 
 unit: $(DEV_STAMP)
 	$(BIN)/pytest tests/unit -q

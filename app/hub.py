@@ -48,6 +48,8 @@ Rules, in the order the webhook applies them:
 4. **Result.** The return value becomes the completion's result (pydantic models,
    dataclasses, dates and the like are converted to JSON-compatible values). A method that
    returns ``None`` without a non-``None`` return annotation completes without a result.
+   A plain ``def`` runs in a worker thread, so it may block; it cannot ``await`` the hub
+   API, so methods that send or manage groups are ``async def``.
 5. **Errors.** A :class:`HubError` (or subclass) raised by a handler becomes an error
    completion carrying its message; any other exception becomes ``"Method execution
    failed."`` plus a log line with the connection id, so internals don't leak.

@@ -11,12 +11,14 @@ rejected path must not cost more than the accepted one).
 Part 2 — latency of a client ``invoke("echo", i)`` through the emulator and the webhook
 (WebSocket client → emulator → signed POST → hub → Completion → client), against a direct
 signed HTTP POST to the same webhook; p50 and p99 over ``--invokes`` calls spread over
-``--clients`` concurrent clients (the issue's full run: ``--invokes 10000 --clients 100``).
+``--clients`` concurrent clients (default: the issue's 10,000 invokes from 100 clients), and
+their ratios (via the service / direct). Clients connect and warm up before the clock
+starts, so connection set-up (and the sample hub's ``newConnection`` fan-out) is not measured.
 The emulator, the backend and the load generator share the machine, so absolute numbers
 depend on it.
 
     python bench/webhook.py [--rounds 3] [--duration 5] [--connections 32] [--route]
-                            [--invokes 2000] [--clients 20] [--skip-rps] [--skip-latency]
+                            [--invokes 10000] [--clients 100] [--skip-rps] [--skip-latency]
 
 ``--route`` adds a third server: the backend without :class:`UpstreamFastPath`, i.e. the
 webhook served by FastAPI's router and request machinery alone.
@@ -267,17 +269,30 @@ def throughput(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- part 2
 
 
-def percentiles(samples: Sequence[float]) -> str:
+def quantiles(samples: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds (nearest rank)."""
     ordered = sorted(samples)
 
     def pick(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
-    return f"p50 {pick(0.50):7.2f} ms   p99 {pick(0.99):7.2f} ms   (n={len(ordered)})"
+    return pick(0.50), pick(0.99)
 
 
-async def ws_client(url: str, token: str, count: int, samples: list[float]) -> None:
-    """One WebSocket client doing ``count`` sequential ``invoke("echo", i)`` calls."""
+def percentiles(samples: Sequence[float]) -> str:
+    p50, p99 = quantiles(samples)
+    return f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(samples)})"
+
+
+async def ws_client(
+    url: str, token: str, count: int, samples: list[float], start_line: asyncio.Barrier
+) -> None:
+    """One WebSocket client doing ``count`` sequential ``invoke("echo", i)`` calls.
+
+    Each client connects and completes one uncounted invoke (so its ``connected`` event,
+    and the sample hub's ``newConnection`` broadcast, are done), then waits at
+    ``start_line`` until every client is ready: connection set-up is not measured.
+    """
     import websockets
 
     from app.protocol.codec import JSON_CODEC
@@ -292,47 +307,59 @@ async def ws_client(url: str, token: str, count: int, samples: list[float]) -> N
         if not text.startswith("{}"):
             raise RuntimeError(f"handshake failed: {text!r}")
         parser = JSON_CODEC.new_parser()
-        pending = text.encode()[3:]
-        for i in range(count):
-            start = time.perf_counter()
+        pending = [text.encode()[3:]]
+
+        async def invoke(i: int) -> None:
             await ws.send(
                 JSON_CODEC.encode(InvocationMessage("echo", [i], invocation_id=str(i))).decode()
             )
-            done = False
-            messages = parser.feed(pending) if pending else []
-            pending = b""
-            while not done:
-                for message in messages:
+            data = pending.pop() if pending else b""
+            while True:
+                for message in parser.feed(data) if data else []:
                     if isinstance(message, CompletionMessage) and message.invocation_id == str(i):
                         if message.error is not None or message.result != i:
                             raise RuntimeError(f"bad completion: {message}")
-                        done = True
-                if not done:
-                    data = await ws.recv()
-                    messages = parser.feed(data.encode() if isinstance(data, str) else data)
+                        return
+                received = await ws.recv()
+                data = received.encode() if isinstance(received, str) else received
+
+        await invoke(-1)
+        await start_line.wait()
+        for i in range(count):
+            start = time.perf_counter()
+            await invoke(i)
             samples.append(time.perf_counter() - start)
 
 
-async def http_client(url: str, count: int, index: int, samples: list[float]) -> None:
+async def http_client(
+    url: str, count: int, index: int, samples: list[float], start_line: asyncio.Barrier
+) -> None:
     """One HTTP client doing ``count`` sequential signed POSTs to the webhook.
 
-    aiohttp rather than httpx: the load generator shares the machine, and the lighter
-    client keeps its own cost out of the baseline.
+    Like :func:`ws_client`, one uncounted request (opening the keep-alive connection)
+    comes before ``start_line``. aiohttp rather than httpx: the load generator shares the
+    machine, and the lighter client keeps its own cost out of the baseline.
     """
     import aiohttp
 
     connection_id = f"direct-{index}"
     headers = webhook_headers(connection_id)
     async with aiohttp.ClientSession() as session:
-        for i in range(count):
+
+        async def post(i: int) -> None:
             body = json.dumps(
                 {"type": 1, "invocationId": str(i), "target": "echo", "arguments": [i]}
             )
-            start = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
             if response.status != 200 or b'"result"' not in content:
                 raise RuntimeError(f"bad answer: {response.status} {content!r}")
+
+        await post(-1)
+        await start_line.wait()
+        for i in range(count):
+            start = time.perf_counter()
+            await post(i)
             samples.append(time.perf_counter() - start)
 
 
@@ -394,13 +421,18 @@ def latency(args: argparse.Namespace) -> None:
             async def run_all() -> tuple[list[float], list[float]]:
                 warm: list[float] = []
                 await asyncio.gather(
-                    ws_client(ws_url, token, 20, warm), http_client(webhook, 20, 0, warm)
+                    ws_client(ws_url, token, 20, warm, asyncio.Barrier(1)),
+                    http_client(webhook, 20, 0, warm, asyncio.Barrier(1)),
                 )
                 via_service: list[float] = []
-                await asyncio.gather(*(ws_client(ws_url, token, n, via_service) for n in counts))
-                direct: list[float] = []
+                start_line = asyncio.Barrier(len(counts))
                 await asyncio.gather(
-                    *(http_client(webhook, n, i, direct) for i, n in enumerate(counts))
+                    *(ws_client(ws_url, token, n, via_service, start_line) for n in counts)
+                )
+                direct: list[float] = []
+                start_line = asyncio.Barrier(len(counts))
+                await asyncio.gather(
+                    *(http_client(webhook, n, i, direct, start_line) for i, n in enumerate(counts))
                 )
                 return via_service, direct
 
@@ -413,6 +445,10 @@ def latency(args: argparse.Namespace) -> None:
     print(f"invoke round trip, {args.invokes} invokes from {args.clients} clients:")
     print(f"  client -> emulator -> webhook -> client   {percentiles(via_service)}")
     print(f"  direct POST to the webhook                {percentiles(direct)}")
+    (via50, via99), (direct50, direct99) = quantiles(via_service), quantiles(direct)
+    print(
+        f"  ratio via service / direct: p50 {via50 / direct50:.1f}x   p99 {via99 / direct99:.1f}x"
+    )
 
 
 def main() -> None:
@@ -428,9 +464,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument(
-        "--invokes", type=int, default=2000, help="round-trip invokes (default 2000)"
+        "--invokes", type=int, default=10000, help="round-trip invokes (default 10000)"
     )
-    parser.add_argument("--clients", type=int, default=20, help="round-trip clients (default 20)")
+    parser.add_argument("--clients", type=int, default=100, help="round-trip clients (default 100)")
     parser.add_argument("--skip-rps", action="store_true", help="skip the throughput part")
     parser.add_argument("--skip-latency", action="store_true", help="skip the round-trip part")
     args = parser.parse_args()

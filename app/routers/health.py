@@ -11,9 +11,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness")
-async def get_liveness() -> dict[str, str]:
-    """Answer 200 while the process runs."""
-    return {"status": "ok"}
+async def get_liveness(request: Request) -> dict[str, object]:
+    """Answer 200 while the process runs, with the webhook's counters since start-up.
+
+    ``webhook.fire_and_forget_failures`` counts handler failures no client was told about
+    (``send`` invocations, disconnects); each one was also logged with its connection id.
+    """
+    return {"status": "ok", "webhook": request.app.state.hubs.stats.snapshot()}
 
 
 @router.get(

@@ -94,8 +94,7 @@ class UpstreamFastPath:
         if scope["query_string"]:
             for key, value in parse_qsl(scope["query_string"].decode("latin-1")):
                 if key == "code":
-                    code = value
-                    break
+                    code = value  # the last one wins, as in Starlette's query_params
         try:
             result = await hubs.dispatch_stream(headers, _body(receive), code)
         except _Disconnected:

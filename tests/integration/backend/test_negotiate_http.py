@@ -160,7 +160,9 @@ CLOSED = f"Endpoint=http://127.0.0.1;Port={free_port()};AccessKey={KEY};Version=
 )
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     """/healthz answers while alive; /readyz is 503 when the service can't be reached."""
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    live = (await client.get("/healthz")).json()
+    assert live["status"] == "ok"
+    assert live["webhook"]["fire_and_forget_failures"] == 0
     ready = await client.get("/readyz")
     assert ready.status_code == 503
 

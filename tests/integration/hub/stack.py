@@ -15,7 +15,7 @@ backend's webhook URL and reloaded, so no port is guessed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,11 +61,13 @@ class HubStack:
 
 
 @contextlib.asynccontextmanager
-async def hub_stack(directory: Path, **emulator_settings: Any) -> AsyncIterator[HubStack]:
-    """Start the emulator and the backend, wired together; stop both on exit."""
+async def hub_stack(
+    directory: Path, *, hubs: Sequence[str] = tuple(HUBS), **emulator_settings: Any
+) -> AsyncIterator[HubStack]:
+    """Start the emulator and the backend (loading ``hubs``), wired together; stop both on exit."""
     config = write_upstream_settings(directory / "settings.json", "http://127.0.0.1:9" + WEBHOOK)
     async with running_emulator(config=config, **emulator_settings) as emu:
-        settings = Settings(connection_string=emu.connection_string, hubs=HUBS)
+        settings = Settings(connection_string=emu.connection_string, hubs=list(hubs))
         stack = HubStack(emulator=emu, backend="", settings=settings, config=config)
         await stack.start_backend()
         try:

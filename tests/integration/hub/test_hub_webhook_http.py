@@ -174,6 +174,13 @@ async def test_code_key_from_settings(entrance: str) -> None:
             PATH, params={"x": "1", "code": "nope"}, content=body, headers=headers
         )
         assert response.status_code == 401
+        # A repeated key: both entrances read the last value.
+        twice: list[tuple[str, str | int | float | bool | None]] = [
+            ("code", "nope"),
+            ("code", "letmein"),
+        ]
+        response = await http.post(PATH, params=twice, content=body, headers=headers)
+        assert response.status_code == 200
 
 
 async def test_route_is_documented() -> None:

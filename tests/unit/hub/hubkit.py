@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import types
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from app.hub import CaseInsensitiveMapping
@@ -11,6 +14,7 @@ from app.protocol.messages import InvocationMessage
 from app.protocol.signature import compute_signature
 from app.services.dispatcher import HubRegistry, WebhookRequest
 
+README = Path(__file__).resolve().parents[3] / "README.md"
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
 SECOND_KEY = "second-key-0123456789"
 
@@ -88,3 +92,17 @@ def make_registry(service: Any, *hubs: Any, **options: Any) -> HubRegistry:
         else:
             registry.add_function(hub)
     return registry
+
+
+def readme_example_module(name: str) -> types.ModuleType:
+    """The first Python block under README.md's "One example" heading, run as module ``name``.
+
+    The caller puts it in ``sys.modules`` (``monkeypatch.setitem``) so that an import string
+    such as ``f"{name}:Chat"`` loads it, as ``SIGNALR_HUBS=myapp.hubs:Chat`` would.
+    """
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"```python\n(.*?)```", text.partition("## One example")[2], re.DOTALL)
+    assert match is not None, "README.md has no Python block under '## One example'"
+    module = types.ModuleType(name)
+    exec(compile(match.group(1), f"README.md ({name})", "exec"), module.__dict__)
+    return module

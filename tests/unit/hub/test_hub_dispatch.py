@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from app.exceptions import HubError
-from app.hub import InvocationContext, ServerlessHub, require_role
+from app.hub import InvocationContext, ServerlessHub, has_role, require_role
 from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC
 from app.protocol.messages import CompletionMessage
 from app.protocol.signature import compute_signature
@@ -491,3 +491,148 @@ async def test_credentials_are_hidden_from_handlers(service: RecordingService) -
     assert completion(result).error is None
     assert seen[0]["x-custom"] == "v" and seen[0]["x-asrs-hub"] == "headers"
     assert "x-functions-key" not in seen[0] and "authorization" not in seen[0]
+
+
+# ------------------------------------------------------------------------ filters on connects
+
+
+class Guarded(ServerlessHub):
+    """A hub whose filters and connect hook refuse in the ways a hub author can."""
+
+    hub_name = "guarded"
+    filters = (has_role("member"),)
+
+    async def on_connected(self) -> None:
+        if self.context.query.get("deny"):
+            raise HubError("Banned.")
+
+
+@pytest.fixture
+def guarded(service: RecordingService) -> HubRegistry:
+    return make_registry(service, Guarded)
+
+
+async def test_connect_rejected_by_a_filter_is_403_with_its_reason(guarded: HubRegistry) -> None:
+    """A filter refusing a connect answers 403 carrying the filter's message; members pass."""
+    headers = {"hub": "guarded", "category": "connections", "event": "connected"}
+    result = await dispatch(guarded, b'{"type":10}', **headers)
+    assert result.status_code == 403
+    assert result.body.decode() == "Unauthorized: the role 'member' is required."
+    assert guarded.stats.rejected == 1
+    ok = await dispatch(guarded, b'{"type":10}', X_ASRS_User_Claims="role: member", **headers)
+    assert ok == WebhookResult(200)
+
+
+async def test_connect_refused_by_a_hub_error_is_403_and_logged(
+    guarded: HubRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_connected raising HubError refuses the connect (403), logged with the connection id."""
+    with caplog.at_level(logging.WARNING, logger="app.hub.dispatcher"):
+        result = await dispatch(
+            guarded,
+            b'{"type":10}',
+            hub="guarded",
+            category="connections",
+            event="connected",
+            connection_id="c-77",
+            X_ASRS_User_Claims="role: member",
+            X_ASRS_Client_Query="?deny=1",
+        )
+    assert result.status_code == 403
+    assert any("c-77" in r.getMessage() and "Banned." in r.getMessage() for r in caplog.records)
+
+
+async def test_disconnect_rejected_by_a_filter_is_200_and_counted(guarded: HubRegistry) -> None:
+    """A filter can't refuse a disconnect: 200, counted as a fire-and-forget failure."""
+    result = await dispatch(
+        guarded, b'{"type":11}', hub="guarded", category="connections", event="disconnected"
+    )
+    assert result == WebhookResult(200)
+    assert (guarded.stats.rejected, guarded.stats.fire_and_forget_failures) == (1, 1)
+
+
+async def test_refused_send_is_logged_as_a_warning(
+    registry: HubRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send (no invocation id) with bad arguments is a warning with the connection id."""
+    with caplog.at_level(logging.WARNING, logger="app.hub.dispatcher"):
+        body = invocation_body("sendToUser", "bob", invocation_id=None)
+        result = await dispatch(registry, body, event="sendToUser", connection_id="c-31")
+    assert result == WebhookResult(200)
+    assert registry.stats.fire_and_forget_failures == 1
+    (record,) = [r for r in caplog.records if "c-31" in r.getMessage()]
+    assert record.levelno == logging.WARNING and "expects 2 arguments" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (msgpack.packb({"Type": 11, "ERROR": "gone"}), "gone"),
+        (msgpack.packb([11, "lost"]), "lost"),
+        (msgpack.packb({"type": 11}), None),
+    ],
+)
+async def test_msgpack_disconnect_bodies_are_read(
+    registry: HubRegistry, body: bytes, error: str | None
+) -> None:
+    """A connections body sent as MessagePack (map any case, or array) yields its error."""
+    result = await dispatch(
+        registry,
+        body,
+        category="connections",
+        event="disconnected",
+        content_type="application/x-msgpack",
+    )
+    assert result == WebhookResult(200)
+    assert Chat.events == [("disconnected", "conn-1", error)]
+
+
+# ------------------------------------------------------------------------ trigger functions
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["tests.unit.hub.trigger_functions:shout", "tests.unit.hub.trigger_functions:announce"],
+        ["tests.unit.hub.trigger_functions"],  # the module: both functions and the class
+    ],
+)
+async def test_trigger_functions_load_from_import_strings_and_dispatch(
+    service: RecordingService, specs: list[str]
+) -> None:
+    """Functions listed in SIGNALR_HUBS handle webhook requests like hub methods, filters too."""
+    registry = HubRegistry(service=service, access_keys=[KEY])
+    registry.load_all(specs)
+    result = await registry.dispatch(
+        webhook_request(
+            signed_headers(hub="Lobby", event="SHOUT", connection_id="c-3"),
+            invocation_body("SHOUT", "hey"),
+        )
+    )
+    assert completion(result).result == "HEY"
+    assert service.calls == [
+        ("send_to_all", ("lobby", "shouted", ["c-3", "HEY"]), {"excluded": []})
+    ]
+    result = await registry.dispatch(
+        webhook_request(signed_headers(hub="lobby", event="shout"), invocation_body("shout"))
+    )
+    assert completion(result).error == "'shout' expects 1 argument (text) but got 0."
+    connect = signed_headers(hub="lobby", category="connections", event="connected")
+    result = await registry.dispatch(webhook_request(connect, b'{"type":10}'))
+    assert result.status_code == 403
+    connect["X-ASRS-User-Claims"] = "role: member"
+    assert await registry.dispatch(webhook_request(connect, b'{"type":10}')) == WebhookResult(200)
+    has_class = registry.handler("lobby", "messages", "ping") is not None
+    assert has_class == (len(specs) == 1)
+
+
+async def test_signature_rejection_is_logged_without_the_signature(
+    registry: HubRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 401 for a bad signature is logged with the connection id, never the signature."""
+    headers = with_signature(compute_signature("c-41", "wrong-key"), connection_id="c-41")
+    with caplog.at_level(logging.INFO, logger="app.hub.dispatcher"):
+        result = await registry.dispatch(webhook_request(headers, invocation_body("echo", 1)))
+    assert result.status_code == 401
+    (record,) = [r for r in caplog.records if "c-41" in r.getMessage()]
+    assert headers["X-ASRS-Signature"][7:] not in record.getMessage().upper()
