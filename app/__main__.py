@@ -110,17 +110,21 @@ def _port_of(sock: socket.socket) -> int:
     return port
 
 
+def _url_host(host: str, wildcard: str) -> str:
+    """``host`` as a URL's host part (IPv6 in brackets); a wildcard address becomes ``wildcard``."""
+    if host in _WILDCARD_HOSTS:
+        return wildcard
+    return f"[{host}]" if ":" in host else host
+
+
 def _dial_host(host: str) -> str:
     """Where this process reaches its own server bound to ``host``."""
-    if host in _WILDCARD_HOSTS:
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
+    return _url_host(host, "127.0.0.1")
 
 
 def _browser_host(host: str) -> str:
-    if host in _WILDCARD_HOSTS:
-        return "localhost"
-    return f"[{host}]" if ":" in host else host
+    """Where a browser on this machine reaches the server bound to ``host``."""
+    return _url_host(host, "localhost")
 
 
 class _Server(uvicorn.Server):

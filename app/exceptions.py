@@ -22,9 +22,9 @@ inside services.
     ├── ServiceError                       the SignalR Service REST API answered an error
     │   ├── ServiceBadRequestError         400: an argument was refused
     │   ├── ServiceUnauthorizedError       401 / 403: the key or token was refused
-    │   ├── ServiceNotFoundError           404 without a known "does not exist" code
+    │   ├── ServiceNotFoundError           404: the target does not exist
     │   ├── ServiceThrottledError          429: too many requests
-    │   └── ServiceUnavailableError        5xx, timeouts, refused connections
+    │   └── ServiceUnavailableError        5xx, 408, timeouts, refused connections
     ├── WebhookError                       an upstream request can't be dispatched
     │   ├── SignatureError                 X-ASRS-Signature missing or wrong (401)
     │   └── HandlerNotFoundError           no handler for (hub, category, event) (404)
@@ -65,6 +65,7 @@ __all__ = [
     "TokenTooLargeError",
     "UnsupportedAuthTypeError",
     "WebhookError",
+    "edge_status",
 ]
 
 
@@ -205,7 +206,7 @@ class ServiceThrottledError(ServiceError):
 
 
 class ServiceUnavailableError(ServiceError):
-    """A 5xx answer, a timeout or a refused connection, after retries ran out."""
+    """A 5xx or 408 answer, a timeout or a refused connection, after retries ran out."""
 
 
 class WebhookError(SignalRError):
@@ -246,3 +247,20 @@ class GatewayAuthError(SignalRError):
     """The gateway key is missing or wrong, or no keys are configured."""
 
     status_code = 401
+
+
+def edge_status(exc: SignalRError) -> int:
+    """The HTTP status to answer a request with when ``exc`` ends it.
+
+    A :class:`ServiceError`'s ``status_code`` is the *service's* answer; the caller's
+    request is answered 429 (throttled), 503 (unavailable: 5xx, 408, timeouts,
+    unreachable) or 502 (any other refusal), saying the failure was upstream. Every
+    other error answers its own ``status_code``.
+    """
+    if isinstance(exc, ServiceThrottledError):
+        return 429
+    if isinstance(exc, ServiceUnavailableError):
+        return 503
+    if isinstance(exc, ServiceError):
+        return 502
+    return exc.status_code

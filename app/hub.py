@@ -87,7 +87,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property, partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -156,6 +156,7 @@ for _short, _longs in list(_CLAIM_ALIASES.items()):
 _HIDDEN_QUERY_KEYS = frozenset({"access_token"})
 
 F = TypeVar("F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +189,17 @@ class CaseInsensitiveMapping(Mapping[str, str]):
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._data
+
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+    @overload
+    def get(self, key: str, /, default: str | _T) -> str | _T: ...
+    def get(self, key: str, /, default: Any = None) -> Any:
+        """Return the value of ``key`` (any case), or ``default``.
+
+        One dict lookup: the webhook reads a dozen headers per request through this.
+        """
+        return self._data.get(key.lower(), default) if isinstance(key, str) else default
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -857,11 +869,10 @@ class EventHandler:
             and p.kind
             in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         ]
+        listed_keys = {normalize_name(n) for n in self._names}
         for p in params:
             if p.inject is None and p.kind is inspect.Parameter.KEYWORD_ONLY and not p.has_default:
-                if not self._names or normalize_name(p.name) not in {
-                    normalize_name(n) for n in self._names
-                }:
+                if normalize_name(p.name) not in listed_keys:
                     raise TypeError(
                         f"Keyword-only parameter {p.name!r} of {self.owner} can't be bound: "
                         "give it a default or list it in parameter_names."

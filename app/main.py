@@ -22,8 +22,8 @@ from app import __version__
 from app.exceptions import (
     ServiceError,
     ServiceThrottledError,
-    ServiceUnavailableError,
     SignalRError,
+    edge_status,
 )
 from app.routers import gateway, health, negotiate, upstream, web
 from app.services.dispatcher import HubRegistry
@@ -47,24 +47,17 @@ _CORS_HEADERS = [
 
 
 def _error_response(exc: SignalRError) -> JSONResponse:
-    status = exc.status_code
     headers: dict[str, str] = {}
     body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
     if isinstance(exc, ServiceError):
-        # The service's own status tells the caller what happened upstream; ours says
-        # the failure was not theirs.
+        # The service's own status tells the caller what happened upstream; ours
+        # (edge_status) says the failure was not theirs.
         body["serviceStatus"] = exc.status_code
         if exc.error_code:
             body["serviceErrorCode"] = exc.error_code
-        if isinstance(exc, ServiceThrottledError):
-            status = 429
-            if exc.retry_after is not None:
-                headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        elif isinstance(exc, ServiceUnavailableError):
-            status = 503
-        else:
-            status = 502
-    return JSONResponse(body, status_code=status, headers=headers)
+        if isinstance(exc, ServiceThrottledError) and exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(body, status_code=edge_status(exc), headers=headers)
 
 
 async def _handle_signalr_error(request: Request, exc: Exception) -> JSONResponse:
@@ -131,7 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def __getattr__(name: str) -> Any:
-    # ``uvicorn app.main:app`` asks for ``app``: build it then, from the environment.
+    # ``uvicorn app.main:app`` asks for ``app``: build it then, from the environment, and
+    # keep it, so later reads get the same application.
     if name == "app":
-        return create_app()
+        application = create_app()
+        globals()["app"] = application
+        return application
     raise AttributeError(name)

@@ -6,12 +6,15 @@ Fixed names from ARCHITECTURE.md keep an existing Function App's settings workin
 ``SIGNALR_<FIELD>``. Connection strings are parsed once, here, so a bad one stops the
 process at start-up with a message instead of failing each request.
 
-Use :func:`get_settings` (cached) as a FastAPI dependency, or build ``Settings(...)``
-explicitly in tests; never patch module globals.
+:func:`get_settings` reads them once (``create_app()`` uses it when given no settings);
+tests build ``Settings(...)`` and pass it to ``create_app`` instead of patching globals.
+Handlers read the app's settings through ``app.dependencies.SettingsDep``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -44,8 +47,6 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
@@ -153,7 +154,9 @@ class Settings(BaseSettings):
             for key, text in sorted(self.endpoint_strings.items()):
                 name, _, kind = key.partition(":")
                 endpoint = parse_connection_string(text)
-                endpoints.append(_replace(endpoint, name=name, primary=kind.lower() != "secondary"))
+                endpoints.append(
+                    dataclasses.replace(endpoint, name=name, primary=kind.lower() != "secondary")
+                )
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from exc
         self._endpoints = endpoints
@@ -201,12 +204,6 @@ class Settings(BaseSettings):
         return self.uses_emulator or self.endpoint.host in _LOCAL_HOSTS
 
 
-def _replace(endpoint: ServiceEndpoint, **changes: Any) -> ServiceEndpoint:
-    from dataclasses import replace
-
-    return replace(endpoint, **changes)
-
-
 def _endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """Read ``Azure__SignalR__Endpoints__<name>[__primary|__secondary]`` variables."""
     found: dict[str, str] = {}
@@ -221,5 +218,5 @@ def _endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once (a FastAPI dependency)."""
+    """The process's settings, read from the environment once and cached."""
     return Settings()

@@ -14,19 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _support import answer_lifespan, pinned_server, wrk
 
 
 def bare_app() -> Any:
@@ -38,13 +33,8 @@ def bare_app() -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         more = True
         while more:
             message = await receive()
@@ -75,65 +65,14 @@ def serve(mode: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not start")
-
-
 def run_round(mode: str, args: argparse.Namespace, script: Path) -> float:
-    port = free_port()
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, __file__, "--serve", mode, "--port", str(port)],
-        cwd=ROOT,
-    )
-    try:
-        wait_ready(port)
+    with pinned_server(__file__, mode) as port:
         url = f"http://127.0.0.1:{port}/api/negotiate"
-        # warm-up
-        subprocess.run(
-            ["taskset", "-c", "1", "wrk", "-t1", "-c4", "-d1s", "-s", str(script), url],
-            check=True,
-            capture_output=True,
-        )
-        out = subprocess.run(
-            [
-                "taskset",
-                "-c",
-                "1",
-                "wrk",
-                "-t1",
-                f"-c{args.connections}",
-                f"-d{args.duration}s",
-                "-s",
-                str(script),
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        wrk(url, script, 4, 1)  # warm-up
+        rps, out = wrk(url, script, args.connections, args.duration)
         if "Non-2xx" in out:
             raise RuntimeError(f"{mode}: errors during the run:\n{out}")
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if match is None:
-            raise RuntimeError(f"unexpected wrk output:\n{out}")
-        return float(match.group(1))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        return rps
 
 
 def main() -> None:

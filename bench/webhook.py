@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,14 +43,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _support import ROOT, answer_lifespan, free_port, pinned_server, wait_ready, wrk
 
-from app.protocol.connection_string import (  # noqa: E402
-    EMULATOR_ACCESS_KEY,
-    emulator_connection_string,
-)
-from app.protocol.signature import compute_signature  # noqa: E402
+from app.protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
+from app.protocol.signature import compute_signature
 
 PATH = "/runtime/webhooks/signalr"
 CONNECTION_ID = "bench-connection"
@@ -88,13 +83,8 @@ def bare_app() -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
 
         async def chunks() -> Any:
             more = True
@@ -123,7 +113,7 @@ def bare_app() -> Any:
 
 
 def backend_app(fast_path: bool = True) -> Any:
-    """The backend as ``app.main`` builds it, with the webhook's ASGI fast path."""
+    """The backend as ``app.main`` builds it (with :class:`UpstreamFastPath`), or without it."""
     from app.main import create_app
     from app.routers.upstream import UpstreamFastPath
 
@@ -132,11 +122,6 @@ def backend_app(fast_path: bool = True) -> Any:
         app.user_middleware = [
             m for m in app.user_middleware if getattr(m, "cls", None) is not UpstreamFastPath
         ]
-        return app
-    if not any(getattr(m, "cls", None) is UpstreamFastPath for m in app.user_middleware):
-        # app.main doesn't install it (yet): add it, as the deployment is meant to run.
-        print("note: UpstreamFastPath added by the benchmark", file=sys.stderr)
-        app.add_middleware(UpstreamFastPath)
     return app
 
 
@@ -151,24 +136,6 @@ def serve(mode: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not start")
-
-
 # ----------------------------------------------------------------------------- part 1
 
 
@@ -180,38 +147,8 @@ def lua_script(directory: Path, name: str, headers: dict[str, str]) -> Path:
     return path
 
 
-def wrk(url: str, script: Path, connections: int, duration: int) -> tuple[float, str]:
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "-s",
-            str(script),
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    return float(match.group(1)), out
-
-
 def run_round(mode: str, args: argparse.Namespace, scripts: dict[str, Path]) -> dict[str, float]:
-    port = free_port()
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, __file__, "--serve", mode, "--port", str(port)],
-        cwd=ROOT,
-    )
-    try:
-        wait_ready(port)
+    with pinned_server(__file__, mode) as port:
         url = f"http://127.0.0.1:{port}{PATH}"
         wrk(url, scripts["accepted"], 4, 1)  # warm-up
         accepted, out = wrk(url, scripts["accepted"], args.connections, args.duration)
@@ -223,9 +160,6 @@ def run_round(mode: str, args: argparse.Namespace, scripts: dict[str, Path]) -> 
         if match is None or total is None or match.group(1) != total.group(1):
             raise RuntimeError(f"{mode}: the rejected path was not all 401:\n{out}")
         return {"accepted": accepted, "rejected": rejected}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def throughput(args: argparse.Namespace) -> None:

@@ -10,9 +10,18 @@ Field names are the Functions output binding's (``connectionId``, ``userId``,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from app.exceptions import InvalidNameError
 from app.protocol.names import validate_connection_id, validate_group_name, validate_user_id
@@ -29,10 +38,18 @@ MAX_BATCH_ITEMS = 1000
 """Most items one request may carry."""
 
 
-def _canonical_keys(data: Any, fields: dict[str, str]) -> Any:
-    """Rename keys that match a field case-insensitively to the field's alias."""
+@functools.cache
+def _aliases(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's alias (its name when it has none), keyed by the lower-case alias."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return {alias.lower(): alias for alias in names}
+
+
+def _canonical_keys(data: Any, model: type[BaseModel]) -> Any:
+    """Rename keys that match a field of ``model`` case-insensitively to the field's alias."""
     if not isinstance(data, dict):
         return data
+    fields = _aliases(model)
     renamed: dict[str, Any] = {}
     for key, value in data.items():
         name = fields.get(key.lower(), key) if isinstance(key, str) else key
@@ -42,14 +59,22 @@ def _canonical_keys(data: Any, fields: dict[str, str]) -> Any:
     return renamed
 
 
-def _checked(validator: Any, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        validator(value)
-    except InvalidNameError as exc:
-        raise ValueError(exc.message) from exc
-    return value
+def _as_value_error(validator: Callable[[str], str]) -> Callable[[str], str]:
+    """``validator`` raising ``ValueError`` (which pydantic reports as a 422 item)."""
+
+    def check(value: str) -> str:
+        try:
+            return validator(value)
+        except InvalidNameError as exc:
+            raise ValueError(exc.message) from exc
+
+    return check
+
+
+_check_connection_id = _as_value_error(validate_connection_id)
+_ConnectionId = Annotated[str, AfterValidator(_check_connection_id)]
+_UserId = Annotated[str, AfterValidator(_as_value_error(validate_user_id))]
+_GroupName = Annotated[str, AfterValidator(_as_value_error(validate_group_name))]
 
 
 class GatewayMessage(BaseModel):
@@ -66,9 +91,9 @@ class GatewayMessage(BaseModel):
     arguments: list[Any] = Field(
         default_factory=list, description="The client method's arguments, in order."
     )
-    connection_id: str | None = Field(default=None, alias="connectionId")
-    user_id: str | None = Field(default=None, alias="userId")
-    group_name: str | None = Field(default=None, alias="groupName")
+    connection_id: _ConnectionId | None = Field(default=None, alias="connectionId")
+    user_id: _UserId | None = Field(default=None, alias="userId")
+    group_name: _GroupName | None = Field(default=None, alias="groupName")
     excluded: list[str] = Field(
         default_factory=list, description="Connection ids left out of a hub or group send."
     )
@@ -76,38 +101,13 @@ class GatewayMessage(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, data: Any) -> Any:
-        return _canonical_keys(
-            data,
-            {
-                "target": "target",
-                "arguments": "arguments",
-                "connectionid": "connectionId",
-                "userid": "userId",
-                "groupname": "groupName",
-                "excluded": "excluded",
-            },
-        )
-
-    @field_validator("connection_id")
-    @classmethod
-    def _connection(cls, value: str | None) -> str | None:
-        return _checked(validate_connection_id, value)
-
-    @field_validator("user_id")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        return _checked(validate_user_id, value)
-
-    @field_validator("group_name")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        return _checked(validate_group_name, value)
+        return _canonical_keys(data, cls)
 
     @field_validator("excluded")
     @classmethod
     def _excluded(cls, value: list[str]) -> list[str]:
         for connection_id in value:
-            _checked(validate_connection_id, connection_id)
+            _check_connection_id(connection_id)
         return value
 
     @model_validator(mode="after")
@@ -131,41 +131,18 @@ class GatewayGroupAction(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     action: Literal["add", "remove", "removeAll"]
-    group_name: str | None = Field(default=None, alias="groupName")
-    user_id: str | None = Field(default=None, alias="userId")
-    connection_id: str | None = Field(default=None, alias="connectionId")
+    group_name: _GroupName | None = Field(default=None, alias="groupName")
+    user_id: _UserId | None = Field(default=None, alias="userId")
+    connection_id: _ConnectionId | None = Field(default=None, alias="connectionId")
 
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, data: Any) -> Any:
-        data = _canonical_keys(
-            data,
-            {
-                "action": "action",
-                "groupname": "groupName",
-                "userid": "userId",
-                "connectionid": "connectionId",
-            },
-        )
+        data = _canonical_keys(data, cls)
         if isinstance(data, dict) and isinstance(data.get("action"), str):
             actions = {"add": "add", "remove": "remove", "removeall": "removeAll"}
             data["action"] = actions.get(data["action"].lower(), data["action"])
         return data
-
-    @field_validator("connection_id")
-    @classmethod
-    def _connection(cls, value: str | None) -> str | None:
-        return _checked(validate_connection_id, value)
-
-    @field_validator("user_id")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        return _checked(validate_user_id, value)
-
-    @field_validator("group_name")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        return _checked(validate_group_name, value)
 
     @model_validator(mode="after")
     def _complete(self) -> GatewayGroupAction:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.exceptions import SignalRError
+from app.exceptions import SignalRError, edge_status
 
 __all__ = ["ConnectionInfoPublic", "NegotiateFastPath", "negotiate_response", "router"]
 
@@ -59,7 +59,9 @@ async def negotiate_response(
             hub if hub is not None else state.settings.default_hub, headers, query
         )
     except SignalRError as exc:
-        return exc.status_code, json.dumps(
+        # edge_status: a hub's negotiate hook may call the service, whose errors carry
+        # the service's status (0 when it did not answer), not ours.
+        return edge_status(exc), json.dumps(
             {"error": exc.message, "type": type(exc).__name__}
         ).encode()
     body = json.dumps({"url": info.url, "accessToken": info.access_token}).encode()

@@ -20,13 +20,7 @@ from typing import Any, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from app.exceptions import (
-    GatewayAuthError,
-    ServiceError,
-    ServiceThrottledError,
-    ServiceUnavailableError,
-    SignalRError,
-)
+from app.exceptions import GatewayAuthError, ServiceError, SignalRError, edge_status
 from app.models.gateway import (
     MAX_BATCH_ITEMS,
     GatewayGroupAction,
@@ -177,19 +171,12 @@ def parse_items(payload: Any, model: type[_M]) -> tuple[list[_M], bool]:
 
 
 def _failure(index: int, exc: SignalRError) -> GatewayItemResult:
+    # The status the request alone would have got (app.main answers with the same);
+    # for a ServiceError, the service's own status and error code are beside it.
     result = GatewayItemResult(
-        index=index, status=exc.status_code, error=exc.message, type=type(exc).__name__
+        index=index, status=edge_status(exc), error=exc.message, type=type(exc).__name__
     )
     if isinstance(exc, ServiceError):
-        # The same mapping as app.main's error handler: our status says the failure was
-        # upstream (502, or 503 when unavailable - 5xx, 408, timeouts, unreachable - and
-        # 429 when throttled); the service's own status and error code are beside it.
-        if isinstance(exc, ServiceThrottledError):
-            result.status = 429
-        elif isinstance(exc, ServiceUnavailableError):
-            result.status = 503
-        else:
-            result.status = 502
         result.service_status = exc.status_code
         result.service_error_code = exc.error_code
     return result

@@ -268,6 +268,8 @@ def _payload(target: str, arguments: Sequence[Any]) -> bytes:
             {"target": target, "arguments": list(arguments)},
             separators=(",", ":"),
             ensure_ascii=False,
+            # NaN and Infinity are not JSON: the service and the clients' parsers refuse them.
+            allow_nan=False,
             default=_json_default,
         )
     except (TypeError, ValueError) as exc:
@@ -345,17 +347,22 @@ def _combine(errors: Sequence[BaseException], total: int, what: str) -> BaseExce
     return type(first)(message, status_code=first.status_code, error_code=first.error_code)
 
 
-async def _all(calls: Sequence[Awaitable[_T]], what: str) -> list[_T]:
-    """Await every call (none is abandoned half-way), then raise if any failed."""
-    if len(calls) == 1:
-        return [await calls[0]]
-    results = await asyncio.gather(*calls, return_exceptions=True)
+def _raise_failures(results: Sequence[object], what: str) -> None:
+    """Raise one error for the failed results of a fan-out (see :func:`_combine`)."""
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         combined = _combine(errors, len(results), what)
         if combined is errors[0]:
             raise combined
         raise combined from errors[0]
+
+
+async def _all(calls: Sequence[Awaitable[_T]], what: str) -> list[_T]:
+    """Await every call (none is abandoned half-way), then raise if any failed."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    _raise_failures(results, what)
     return [r for r in results if not isinstance(r, BaseException)]
 
 
@@ -478,10 +485,6 @@ class SignalRService:
         return endpoint.name or endpoint.endpoint
 
     # -- tokens ---------------------------------------------------------------------------
-
-    def _token(self, index: int, path_and_query: str) -> str:
-        """The REST token for ``path_and_query`` on endpoint ``index`` (cached)."""
-        return self._token_entry(index, path_and_query)[0]
 
     def _token_entry(self, index: int, path_and_query: str) -> tuple[str, float]:
         key = (index, path_and_query)
@@ -650,12 +653,7 @@ class SignalRService:
         )
         if any(status == 200 for status in results if isinstance(status, int)):
             return True
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            combined = _combine(errors, len(results), "endpoints")
-            if combined is errors[0]:
-                raise combined
-            raise combined from errors[0]
+        _raise_failures(results, "endpoints")
         return False
 
     @staticmethod
@@ -775,19 +773,40 @@ class SignalRService:
             raise TypeError("Pass a list of names, not a single string.")
         return list(dict.fromkeys(names))
 
+    # Each ``_*_segment`` validates one name and encodes it; the ``_*_path`` methods build
+    # on them, so every name is checked before the first request of a call.
+
+    @staticmethod
+    def _user_segment(user_id: str) -> str:
+        return encode_segment(validate_user_id(user_id), "user id")
+
+    @staticmethod
+    def _group_segment(group: str) -> str:
+        return encode_segment(validate_group_name(group), "group name")
+
+    @staticmethod
+    def _connection_segment(connection_id: str) -> str:
+        return encode_segment(validate_connection_id(connection_id), "connection id")
+
     def _user_path(self, hub: str, user_id: str) -> str:
-        validate_user_id(user_id)
-        return self._hub_path(hub) + "/users/" + encode_segment(user_id, "user id")
+        user = self._user_segment(user_id)
+        return self._hub_path(hub) + "/users/" + user
 
     def _group_path(self, hub: str, group: str) -> str:
-        validate_group_name(group)
-        return self._hub_path(hub) + "/groups/" + encode_segment(group, "group name")
+        segment = self._group_segment(group)
+        return self._hub_path(hub) + "/groups/" + segment
 
     def _connection_path(self, hub: str, connection_id: str) -> str:
-        validate_connection_id(connection_id)
+        segment = self._connection_segment(connection_id)
+        return self._hub_path(hub) + "/connections/" + segment
+
+    def _group_connection_path(self, hub: str, group: str, connection_id: str) -> str:
         return (
-            self._hub_path(hub) + "/connections/" + encode_segment(connection_id, "connection id")
+            self._group_path(hub, group) + "/connections/" + self._connection_segment(connection_id)
         )
+
+    def _user_group_path(self, hub: str, group: str, user_id: str) -> str:
+        return self._user_path(hub, user_id) + "/groups/" + self._group_segment(group)
 
     # -- groups ---------------------------------------------------------------------------
 
@@ -797,11 +816,7 @@ class SignalRService:
         Raises:
             ServiceNotFoundError: no endpoint knows the connection.
         """
-        path = (
-            self._group_path(hub, group)
-            + "/connections/"
-            + encode_segment(validate_connection_id(connection_id), "connection id")
-        )
+        path = self._group_connection_path(hub, group, connection_id)
         # With several endpoints the connection lives on one of them; the others say 404.
         statuses = await self._everywhere("PUT", path, CallKind.OTHER, ok_statuses=(404,))
         if all(status == 404 for status in statuses):
@@ -813,11 +828,7 @@ class SignalRService:
 
     async def remove_connection_from_group(self, hub: str, group: str, connection_id: str) -> None:
         """Remove a connection from a group; a connection not in it is not an error."""
-        path = (
-            self._group_path(hub, group)
-            + "/connections/"
-            + encode_segment(validate_connection_id(connection_id), "connection id")
-        )
+        path = self._group_connection_path(hub, group, connection_id)
         await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
 
     async def remove_connection_from_all_groups(self, hub: str, connection_id: str) -> None:
@@ -840,20 +851,12 @@ class SignalRService:
             if not math.isfinite(ttl) or ttl < 0 or ttl > 2**31 - 1:
                 raise ValueError(f"ttl must be 0 to {2**31 - 1} seconds, got {ttl!r}.")
             query.append(("ttl", str(math.ceil(ttl))))
-        path = (
-            self._user_path(hub, user_id)
-            + "/groups/"
-            + encode_segment(validate_group_name(group), "group name")
-        )
+        path = self._user_group_path(hub, group, user_id)
         await self._everywhere("PUT", path, CallKind.OTHER, query=query)
 
     async def remove_user_from_group(self, hub: str, group: str, user_id: str) -> None:
         """Remove a user from a group; a user not in it is not an error."""
-        path = (
-            self._user_path(hub, user_id)
-            + "/groups/"
-            + encode_segment(validate_group_name(group), "group name")
-        )
+        path = self._user_group_path(hub, group, user_id)
         await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
 
     async def remove_user_from_all_groups(self, hub: str, user_id: str) -> None:
@@ -922,11 +925,7 @@ class SignalRService:
 
     async def user_in_group(self, hub: str, group: str, user_id: str) -> bool:
         """Whether a user belongs to a group (on any endpoint)."""
-        path = (
-            self._user_path(hub, user_id)
-            + "/groups/"
-            + encode_segment(validate_group_name(group), "group name")
-        )
+        path = self._user_group_path(hub, group, user_id)
         return await self._exists(path)
 
     # -- client tokens --------------------------------------------------------------------
@@ -937,7 +936,7 @@ class SignalRService:
         """A client access token for ``hub`` on the negotiate endpoint.
 
         Minted locally with the access key, as ``POST /api/hubs/{hub}/:generateToken``
-        would answer (the emulator does not serve that route, and no round trip is needed).
+        would answer, so no round trip is needed.
 
         Raises:
             UnsupportedAuthTypeError: the endpoint has no access key.

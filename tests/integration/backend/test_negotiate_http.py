@@ -10,6 +10,7 @@ import httpx
 import jwt
 import pytest
 
+from app.hub import NegotiateOptions, NegotiateRequest, ServerlessHub
 from app.main import create_app
 from app.settings import Settings
 from tests.support.servers import free_port, serve_asgi
@@ -59,6 +60,31 @@ async def test_negotiate_errors_are_json_with_messages(client: httpx.AsyncClient
     missing = await client.post("/api/nothere/negotiate")
     assert missing.status_code == 404
     assert "SIGNALR_HUBS" in missing.json()["error"]
+
+
+class LookupHub(ServerlessHub):
+    """A hub whose negotiate hook asks the SignalR Service something."""
+
+    hub_name = "lookup"
+
+    async def negotiate(self, request: NegotiateRequest) -> NegotiateOptions:
+        """Refuse nobody, but only after asking whether the user is connected."""
+        await self.client_manager.user_exists("someone")
+        return await super().negotiate(request)
+
+
+@pytest.mark.anyio
+async def test_negotiate_hook_service_failure_is_503() -> None:
+    """A service call failing inside a negotiate hook answers 503 with the error, not status 0."""
+    unreachable = f"Endpoint=http://127.0.0.1;Port={free_port()};AccessKey={KEY};Version=1.0;"
+    settings = Settings(
+        connection_string=unreachable, hubs=[f"{__name__}:LookupHub"], retry_max_attempts=1
+    )
+    async with serve_asgi(create_app(settings)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            response = await http.post("/api/lookup/negotiate")
+    assert response.status_code == 503
+    assert response.json()["type"] == "ServiceUnavailableError"
 
 
 @pytest.mark.anyio

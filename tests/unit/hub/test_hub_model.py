@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from app.exceptions import BindingError, ConfigurationError, FilterRejectedError, HubError
 from app.hub import (
+    CaseInsensitiveMapping,
     HubContext,
     InvocationContext,
     NegotiateOptions,
@@ -398,6 +399,15 @@ async def test_client_query_is_parsed_without_the_access_token() -> None:
     assert dict(query) == {"hub": "chat", "id": "abc", "tag": "a,b", "empty": ""}
     assert query["TAG"] == "a,b" and "access_token" not in query
     assert len(parse_client_query(None)) == 0
+
+
+async def test_case_insensitive_get_matches_any_case_and_falls_back() -> None:
+    """CaseInsensitiveMapping.get finds a key in any case and gives the default on a miss."""
+    headers = CaseInsensitiveMapping([("X-ASRS-Hub", "chat"), ("x-asrs-hub", "lobby")])
+    assert headers.get("x-Asrs-HUB") == "chat,lobby"
+    assert headers.get("x-asrs-user-id") is None
+    assert headers.get("x-asrs-user-id", "") == ""
+    assert headers.get("x-asrs-user-id", default="anon") == "anon"
 
 
 # --------------------------------------------------------------------------------- hub API

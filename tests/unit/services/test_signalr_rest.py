@@ -312,11 +312,13 @@ async def test_fan_out_sends_once_per_distinct_target(
 async def test_arguments_must_be_a_json_list(
     server: RecordingServer, service: SignalRService
 ) -> None:
-    """A bare string or an unserialisable argument is refused before anything is sent."""
+    """A bare string or an unserialisable argument (NaN too) is refused before anything is sent."""
     with pytest.raises(TypeError, match="list"):
         await service.send_to_all("chat", "t", "hello")
     with pytest.raises(TypeError, match="not JSON serializable"):
         await service.send_to_all("chat", "t", [object()])
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        await service.send_to_all("chat", "t", [float("nan")])
     with pytest.raises(InvalidNameError, match="target"):
         await service.send_to_all("chat", "", [])
     assert server.requests == []
