@@ -196,62 +196,59 @@ async def run_one(
             rss_idle = rss_kib(server.pid)
             path = f"/api/hubs/{HUB}/:send"
             rest_token = mint_token(EMULATOR_ACCESS_KEY, f"http://127.0.0.1{path}")
-            headers = {"Authorization": f"Bearer {rest_token}"}
-            body = {"target": "newMessage", "arguments": list(ARGUMENTS)}
+            body = json.dumps({"target": "newMessage", "arguments": list(ARGUMENTS)})
             expected = 0
 
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: {headers['Authorization']}\r\n"
+                f"Authorization: Bearer {rest_token}\r\n"
                 "Content-Type: application/json\r\n"
-                f"Content-Length: {len(json.dumps(body))}\r\n\r\n{json.dumps(body)}"
+                f"Content-Length: {len(body)}\r\n\r\n{body}"
             ).encode()
 
-            if True:  # one scope for the lanes below
+            async def rest_lane(count: int) -> None:
+                # A minimal keep-alive HTTP/1.1 client: the driver shares a core with the
+                # JS clients, and httpx would cost more CPU than the server's work.
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                try:
+                    for _ in range(count):
+                        writer.write(request)
+                        head = await reader.readuntil(b"\r\n\r\n")
+                        assert head.startswith(b"HTTP/1.1 202"), head
+                        length = 0
+                        for line in head.split(b"\r\n"):
+                            if line.lower().startswith(b"content-length:"):
+                                length = int(line.split(b":")[1])
+                        if length:
+                            await reader.readexactly(length)
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
 
-                async def rest_lane(count: int) -> None:
-                    # A minimal keep-alive HTTP/1.1 client: the driver shares a core with the
-                    # JS clients, and httpx would cost more CPU than the server's work.
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    try:
-                        for _ in range(count):
-                            writer.write(request)
-                            head = await reader.readuntil(b"\r\n\r\n")
-                            assert head.startswith(b"HTTP/1.1 202"), head
-                            length = 0
-                            for line in head.split(b"\r\n"):
-                                if line.lower().startswith(b"content-length:"):
-                                    length = int(line.split(b":")[1])
-                            if length:
-                                await reader.readexactly(length)
-                    finally:
-                        writer.close()
-                        await writer.wait_closed()
+            async def bare_lane(count: int) -> None:
+                async with connect(f"ws://127.0.0.1:{port}/control", compression=None) as ws:
+                    for _ in range(count):
+                        await ws.send("go")
+                        await ws.recv()
 
-                async def bare_lane(count: int) -> None:
-                    async with connect(f"ws://127.0.0.1:{port}/control", compression=None) as ws:
-                        for _ in range(count):
-                            await ws.send("go")
-                            await ws.recv()
+            lane = rest_lane if kind == "emulator" else bare_lane
 
-                lane = rest_lane if kind == "emulator" else bare_lane
+            async def burst(total: int) -> None:
+                share = [total // lanes + (1 if i < total % lanes else 0) for i in range(lanes)]
+                await asyncio.gather(*(lane(n) for n in share if n))
 
-                async def burst(total: int) -> None:
-                    share = [total // lanes + (1 if i < total % lanes else 0) for i in range(lanes)]
-                    await asyncio.gather(*(lane(n) for n in share if n))
+            warmup = max(10, messages // 10)
+            await burst(warmup)
+            expected += warmup * clients
+            await receivers.expect(expected)
 
-                warmup = max(10, messages // 10)
-                await burst(warmup)
-                expected += warmup * clients
-                await receivers.expect(expected)
-
-                cpu0 = cpu_seconds(server.pid)
-                t0 = time.perf_counter()
-                await burst(messages)
-                expected += messages * clients
-                await receivers.expect(expected)
-                elapsed = time.perf_counter() - t0
-                cpu = cpu_seconds(server.pid) - cpu0
+            cpu0 = cpu_seconds(server.pid)
+            t0 = time.perf_counter()
+            await burst(messages)
+            expected += messages * clients
+            await receivers.expect(expected)
+            elapsed = time.perf_counter() - t0
+            cpu = cpu_seconds(server.pid) - cpu0
         finally:
             await receivers.stop()
     finally:

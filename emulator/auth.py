@@ -10,6 +10,7 @@ PubSub SDK's full-URL audiences both pass.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -49,10 +50,12 @@ def _verify(token: str, keys: Sequence[str]) -> dict[str, Any]:
     return claims
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _normalised(url: str) -> tuple[str, str, str | None]:
     """(host, path, hub) of a URL as :func:`app.protocol.tokens.audience_matches` compares
     them: host lower-cased without port, path percent-decoded, lower-cased, no trailing
-    ``/``; scheme and the rest of the query ignored."""
+    ``/``; scheme and the rest of the query ignored. Cached: a token's ``aud`` and a
+    route's path repeat from call to call."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
     path = unquote(parts.path).rstrip("/").lower()

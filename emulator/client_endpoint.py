@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from app.exceptions import InvalidNameError
 from app.protocol.names import validate_hub_name
+from app.protocol.tokens import user_id_from_claims
 
 from .auth import authenticate, claim_pairs, request_token
 from .connection import ClientConnection
@@ -60,8 +61,6 @@ def _hub(request: Request) -> str:
 def _new_connection(
     state: EmulatorState, request: Request, hub: str, claims: dict[str, object], *, v0: bool
 ) -> ClientConnection:
-    from app.protocol.tokens import user_id_from_claims
-
     connection_id = secrets.token_urlsafe(16)
     query = urlencode([(k, v) for k, v in request.query if k.lower() not in _HIDDEN_QUERY])
     conn = ClientConnection(

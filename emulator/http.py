@@ -54,9 +54,7 @@ class Request:
         self.headers: dict[str, str] = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())
         }
-        self.scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), "http")
-        if scope.get("scheme") in ("https", "wss"):
-            self.scheme = "https"
+        self.scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
 
     def param(self, name: str) -> str | None:
         """The first query parameter called ``name`` (case-insensitive name), or ``None``."""

@@ -66,20 +66,18 @@ _VALIDATORS: dict[str, Callable[[str], str]] = {
 class Call:
     """One REST call: the request, its decoded path parameters, and the state."""
 
-    __slots__ = ("body", "match", "request", "state")
+    __slots__ = ("body", "hub_name", "match", "request", "state")
 
     def __init__(self, state: EmulatorState, request: Request, match: RouteMatch) -> None:
         self.state = state
         self.request = request
         self.match = match
         self.body = b""
+        self.hub_name = hub_key(match.params.get("hub", ""), request.param("application"))
+        """The service's name of the addressed hub (``""`` on routes without one)."""
 
     def param(self, name: str) -> str:
         return self.match.params[name]
-
-    @property
-    def hub_name(self) -> str:
-        return hub_key(self.param("hub"), self.request.param("application"))
 
     def hub(self) -> Hub | None:
         """The hub if it exists (reads never create one)."""

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from app.exceptions import HubProtocolError
-from app.protocol.codec import get_codec
+from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, get_codec
 from app.protocol.messages import InvocationMessage
 
 from .errors import BadRequestError, UnsupportedMediaTypeError
@@ -84,8 +84,8 @@ def _prepared(message: Encoded) -> Encoded:
     """Encode for every protocol now, so a value one protocol can't carry is a 400 before
     anything is queued (instead of a half-done fan-out)."""
     try:
-        for name in ("json", "messagepack"):
-            message.for_codec(get_codec(name))
+        for codec in (JSON_CODEC, MSGPACK_CODEC):
+            message.for_codec(codec)
     except HubProtocolError as exc:
         raise BadRequestError(f"The arguments can't be sent: {exc}.") from exc
     except RecursionError as exc:

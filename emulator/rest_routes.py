@@ -39,6 +39,14 @@ def _r(path: str, **methods: str) -> Route:
     return Route(tuple(path.split("/")), methods)
 
 
+# A user's group membership has two paths (user first or group first), same operations.
+_USER_IN_GROUP = {
+    "PUT": "add_user_group",
+    "DELETE": "remove_user_group",
+    "HEAD": "user_in_group",
+    "GET": "user_in_group",
+}
+
 ROUTES: tuple[Route, ...] = (
     _r("health", HEAD="health", GET="health"),
     _r("auth/accessKey", GET="access_key"),
@@ -51,13 +59,7 @@ ROUTES: tuple[Route, ...] = (
     _r("hubs/{hub}/users/{user}/:send", POST="send_user"),
     _r("hubs/{hub}/users/{user}/:closeConnections", POST="close_user"),
     _r("hubs/{hub}/users/{user}/groups", DELETE="remove_user_all_groups"),
-    _r(
-        "hubs/{hub}/users/{user}/groups/{group}",
-        PUT="add_user_group",
-        DELETE="remove_user_group",
-        HEAD="user_in_group",
-        GET="user_in_group",
-    ),
+    _r("hubs/{hub}/users/{user}/groups/{group}", **_USER_IN_GROUP),
     _r(
         "hubs/{hub}/connections/{connection}",
         POST="send_connection",
@@ -79,13 +81,7 @@ ROUTES: tuple[Route, ...] = (
         PUT="add_connection_group",
         DELETE="remove_connection_group",
     ),
-    _r(
-        "hubs/{hub}/groups/{group}/users/{user}",
-        PUT="add_user_group",
-        DELETE="remove_user_group",
-        HEAD="user_in_group",
-        GET="user_in_group",
-    ),
+    _r("hubs/{hub}/groups/{group}/users/{user}", **_USER_IN_GROUP),
 )
 
 

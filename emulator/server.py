@@ -4,8 +4,8 @@ Design: one raw-ASGI app served by uvicorn (``websockets-sansio`` WebSockets, ht
 HTTP, uvloop when installed). A framework router would add per-request cost and decode
 the path before routing (names with ``%2F`` must stay one segment), so routing is done
 here on ``raw_path``. Fan-out never awaits per receiver: it queues the same encoded bytes
-on every connection (:mod:`emulator.fanout`) and each connection's writer sends all that is
-pending as one frame.
+on every connection (:mod:`emulator.fanout`); a WebSocket writes it at once, and whatever
+is pending on a connection goes out as one frame.
 
 Use :func:`create_app` and run it with any ASGI server that implements the lifespan
 protocol, or call :meth:`EmulatorApp.startup` / :meth:`EmulatorApp.shutdown` yourself.
@@ -117,11 +117,19 @@ class EmulatorApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if is_preflight(scope["method"], headers):
-            await preflight(send, headers)
-            return
-        origin = headers.get("origin")
+        # The handlers parse the headers themselves (emulator.http.Request); only a
+        # preflight needs them all here, every other request just its Origin.
+        if scope["method"] == "OPTIONS":
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            if is_preflight("OPTIONS", headers):
+                await preflight(send, headers)
+                return
+        origin = None
+        for name, value in scope["headers"]:
+            if name.lower() == b"origin":
+                origin = value.decode("latin-1")
         if origin:
             send = with_cors(send, origin)
         path: str = scope["path"]

@@ -92,7 +92,6 @@ class EmulatorState:
                     registry.remove(conn)
                 continue
             if conn.idle_since is not None and now - conn.idle_since > s.disconnect_timeout:
-                conn.close("The client stopped polling.")
                 conn.abort("The client stopped polling.")
                 continue
             codec = conn.codec

@@ -1,11 +1,12 @@
 """The three SignalR transports on ``/client/`` plus the HTTP POST send and the DELETE.
 
-Each transport is a writer loop around :meth:`ClientConnection.wait_batch` (everything
-queued is written as one frame / event / poll answer) and a way to feed what the client
-sends into the connection's :class:`~emulator.session.HubSession`:
+Each transport is a way to write the connection's output (everything queued goes out as
+one frame / event / poll answer) and a way to feed what the client sends into the
+connection's :class:`~emulator.session.HubSession`:
 
-* **WebSockets**: the ASGI handler reads frames and feeds the session inline; a writer
-  task sends. Text frames for JSON, binary frames for MessagePack.
+* **WebSockets**: the ASGI handler reads frames and feeds the session inline; output is
+  written directly by :meth:`ClientConnection.enqueue` (no writer task). Text frames for
+  JSON, binary frames for MessagePack.
 * **Server-Sent Events**: the GET response is the writer (``data:`` events); POSTs feed
   an inbound queue drained by a per-connection pump task, in order.
 * **Long polling**: the first GET answers at once; later GETs wait up to
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, NotFoundError
@@ -200,7 +202,7 @@ async def handle_long_poll(
     """Answer one long-poll GET."""
     if conn.transport is None:
         conn.transport = _LONG_POLLING
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = time.monotonic()
         _start_pump(state, conn)
         await send_response(send, 200, content_type="application/octet-stream")
         return
@@ -212,7 +214,7 @@ async def handle_long_poll(
     conn.poll += 1
     poll = conn.poll
     conn.idle_since = None
-    conn.last_received = asyncio.get_running_loop().time()
+    conn.last_received = time.monotonic()
     await receive()  # the (empty) request body; the next receive() is the disconnect
     loop = asyncio.get_running_loop()
     watcher = loop.create_task(_watch_disconnect(receive))
@@ -225,7 +227,7 @@ async def handle_long_poll(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if conn.poll == poll:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = time.monotonic()
     if watcher.done() and not watcher.cancelled() or conn.poll != poll:
         return  # the client left, or a newer poll took over: keep the data for that one
     data = conn.take()
@@ -249,7 +251,7 @@ async def handle_post(
     body = await read_body(receive, state.settings.max_message_size * 4)
     if conn.closed:
         raise NotFoundError("The connection is closed.")
-    conn.last_received = asyncio.get_running_loop().time()
+    conn.last_received = time.monotonic()
     conn.inbound.put_nowait(body)
     await send_response(send, 200)
 

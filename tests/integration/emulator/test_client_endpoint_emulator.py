@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from app.protocol.codec import JSON_CODEC
 from app.protocol.messages import CompletionMessage, InvocationMessage
 from app.protocol.tokens import mint_token
+from emulator.http import read_body
 from tests.integration.emulator.emulator_kit import RS, Rest, eventually, raw_client
 from tests.support.emulator import RunningEmulator, running_emulator
 from tests.support.servers import serve_asgi
@@ -340,12 +341,7 @@ async def test_client_timeout_is_paused_while_the_upstream_works() -> None:
     async def slow_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, 2**31)
         answer = b""
         if dict(scope["headers"]).get(b"x-asrs-category") == b"messages":
             await asyncio.sleep(1.2)  # three client timeouts

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from app.protocol.connection_string import parse_connection_string
+from app.protocol.connection_string import ServiceEndpoint, parse_connection_string
 from app.protocol.tokens import mint_client_token, mint_token
 
 pytestmark = pytest.mark.anyio
@@ -19,28 +19,37 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
 
 
-async def test_main_prints_connection_string_and_redacts_tokens(tmp_path: Path) -> None:
-    """The printed string reaches the emulator; logs name connections but not tokens."""
-    settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"UpstreamSettings": {"Templates": []}}))
-    proc = await asyncio.create_subprocess_exec(
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    """``python -m emulator --port 0 *args`` with stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "emulator",
         "--port",
         "0",
-        "--config",
-        str(settings),
+        *args,
         cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def _printed_endpoint(proc: asyncio.subprocess.Process) -> ServiceEndpoint:
+    """The endpoint of the connection string the emulator prints on start."""
+    assert proc.stdout is not None
+    async with asyncio.timeout(15):
+        while b"Endpoint=" not in (line := await proc.stdout.readline()):
+            assert line, "the emulator exited"
+    return parse_connection_string(line.decode().strip())
+
+
+async def test_main_prints_connection_string_and_redacts_tokens(tmp_path: Path) -> None:
+    """The printed string reaches the emulator; logs name connections but not tokens."""
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"UpstreamSettings": {"Templates": []}}))
+    proc = await _spawn("--config", str(settings))
     try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(15):
-            while b"Endpoint=" not in (line := await proc.stdout.readline()):
-                assert line, "the emulator exited"
-        endpoint = parse_connection_string(line.decode().strip())
+        endpoint = await _printed_endpoint(proc)
         token = mint_client_token(endpoint, "chat", user_id="log-user")
         ws_url = endpoint.client_url("chat").replace("http://", "ws://")
         async with httpx.AsyncClient() as http:
@@ -94,18 +103,7 @@ async def test_main_refuses_a_bad_config(
     settings = tmp_path / "settings.json"
     if content is not None:
         settings.write_text(content)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "emulator",
-        "--port",
-        "0",
-        "--config",
-        str(settings),
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _spawn("--config", str(settings))
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     text = stderr.decode()
@@ -117,22 +115,9 @@ async def test_main_refuses_a_bad_config(
 
 async def test_stopping_closes_clients_with_reconnect_allowed() -> None:
     """On SIGTERM clients get a Close allowing reconnect and streams end without a wait."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "emulator",
-        "--port",
-        "0",
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _spawn()
     try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(15):
-            while b"Endpoint=" not in (line := await proc.stdout.readline()):
-                assert line, "the emulator exited"
-        endpoint = parse_connection_string(line.decode().strip())
+        endpoint = await _printed_endpoint(proc)
         token = mint_client_token(endpoint, "chat")
         client_url = endpoint.client_url("chat")
         bearer = {"Authorization": f"Bearer {token}"}

@@ -44,32 +44,40 @@ async def negotiate_server(emu: RunningEmulator, hub: str, user_id: str) -> Asyn
         yield f"{base_url}/api"
 
 
+@contextlib.asynccontextmanager
+async def running_pysignalr(client: Any) -> AsyncIterator[asyncio.Queue[list[Any]]]:
+    """Run a pysignalr client until it is open; yield its ``newMessage`` arguments."""
+    opened = asyncio.Event()
+    received: asyncio.Queue[list[Any]] = asyncio.Queue()
+
+    async def on_open() -> None:
+        opened.set()
+
+    async def on_message(args: list[Any]) -> None:
+        received.put_nowait(args)
+
+    client.on_open(on_open)
+    client.on("newMessage", on_message)
+    task = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(opened.wait(), 10)
+        yield received
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_pysignalr_receives_rest_sends(emu: RunningEmulator, rest: Rest, hub: str) -> None:
     """pysignalr connects via the redirect and gets a message sent to its user."""
     from pysignalr.client import SignalRClient
 
-    async with negotiate_server(emu, hub, "py-user") as url:
-        client = SignalRClient(url)
-        opened = asyncio.Event()
-        received: asyncio.Queue[list[Any]] = asyncio.Queue()
-
-        async def on_open() -> None:
-            opened.set()
-
-        async def on_message(args: list[Any]) -> None:
-            received.put_nowait(args)
-
-        client.on_open(on_open)
-        client.on("newMessage", on_message)
-        task = asyncio.create_task(client.run())
-        try:
-            await asyncio.wait_for(opened.wait(), 10)
-            await rest.send(f"/api/hubs/{hub}/users/py-user/:send", "newMessage", "hi", {"n": 1})
-            assert await asyncio.wait_for(received.get(), 5) == ["hi", {"n": 1}]
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with (
+        negotiate_server(emu, hub, "py-user") as url,
+        running_pysignalr(SignalRClient(url)) as received,
+    ):
+        await rest.send(f"/api/hubs/{hub}/users/py-user/:send", "newMessage", "hi", {"n": 1})
+        assert await asyncio.wait_for(received.get(), 5) == ["hi", {"n": 1}]
 
 
 @pytest.mark.parametrize("protocol", ["json", "messagepack"])
@@ -116,23 +124,6 @@ async def test_pysignalr_direct_negotiate_v0(emu: RunningEmulator, rest: Rest, h
 
     token = emu.client_token(hub, user_id="direct")
     client = SignalRClient(emu.client_url(hub), headers={"Authorization": f"Bearer {token}"})
-    opened = asyncio.Event()
-    received: asyncio.Queue[list[Any]] = asyncio.Queue()
-
-    async def on_open() -> None:
-        opened.set()
-
-    async def on_message(args: list[Any]) -> None:
-        received.put_nowait(args)
-
-    client.on_open(on_open)
-    client.on("newMessage", on_message)
-    task = asyncio.create_task(client.run())
-    try:
-        await asyncio.wait_for(opened.wait(), 10)
+    async with running_pysignalr(client) as received:
         await rest.send(f"/api/hubs/{hub}/users/direct/:send", "newMessage", "direct")
         assert await asyncio.wait_for(received.get(), 5) == ["direct"]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -17,6 +17,7 @@ import pytest
 
 from app.protocol.codec import get_codec
 from app.protocol.messages import CompletionMessage, InvocationMessage
+from emulator.http import read_body
 from tests.support.emulator import running_emulator
 from tests.support.node import NodeClientError, NodeProcess
 from tests.support.servers import serve_asgi
@@ -35,12 +36,7 @@ class Upstream:
         if scope["type"] != "http":
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, 2**31)
         event = headers.get("x-asrs-event", "")
         status, answer = 200, b""
         if headers.get("x-asrs-category") == "messages":

@@ -21,6 +21,7 @@ from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
 from app.protocol.messages import CompletionMessage, InvocationMessage
 from app.protocol.signature import compute_signature, verify_signature
 from emulator.errors import EmulatorConfigError, EmulatorError
+from emulator.http import read_body
 from emulator.upstream import (
     DEFAULT_TEMPLATES,
     MAX_RESPONSE_SIZE,
@@ -63,12 +64,7 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, 2**31)
         raw = list(scope["headers"])
         request = Recorded(
             path=scope["raw_path"].decode(),
