@@ -22,7 +22,6 @@ No upstream is configured unless you pass ``upstream_url="http://127.0.0.1:N/run
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -35,6 +34,7 @@ from app.protocol.tokens import build_client_claims, mint_token
 from emulator.runner import EmulatorServer, bind_socket, uvicorn_config
 from emulator.server import EmulatorApp, create_app
 from emulator.settings import EmulatorSettings
+from tests.support.servers import run_server
 
 __all__ = ["RunningEmulator", "running_emulator"]
 
@@ -81,27 +81,13 @@ class RunningEmulator:
 
 @contextlib.asynccontextmanager
 async def _serve(app: EmulatorApp) -> AsyncIterator[str]:
-    # Like tests.support.servers.serve_asgi, with the emulator's own uvicorn options and a
-    # listening socket made with IPPROTO_TCP (TCP_NODELAY on accepted connections).
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
+    # The emulator's own uvicorn options and server (it closes its clients before uvicorn's
+    # shutdown), on a socket made with IPPROTO_TCP (TCP_NODELAY on accepted connections).
     server = EmulatorServer(
         uvicorn_config(app, log_level="warning", timeout_graceful_shutdown=2), app
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        finally:
-            sock.close()
+    async with run_server(server, bind_socket("127.0.0.1", 0)) as base_url:
+        yield base_url
 
 
 @contextlib.asynccontextmanager

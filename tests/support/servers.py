@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import uvicorn
 
-__all__ = ["bind_socket", "free_port", "serve_asgi"]
+__all__ = ["bind_socket", "free_port", "run_server", "serve_asgi"]
 
 
 def bind_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
@@ -44,6 +44,29 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
+async def run_server(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[str]:
+    """Run a configured uvicorn ``server`` on a bound ``sock``; yield its base URL.
+
+    On exit the server is told to stop (its own shutdown runs) and the socket is closed.
+    """
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            sock.close()
+
+
+@contextlib.asynccontextmanager
 async def serve_asgi(
     app: Any,
     *,
@@ -53,8 +76,6 @@ async def serve_asgi(
     **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in the running event loop; yield its base URL."""
-    sock = bind_socket(port)
-    bound_port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -65,17 +86,5 @@ async def serve_asgi(
             **config,
         )
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{bound_port}"
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        finally:
-            sock.close()
+    async with run_server(server, bind_socket(port)) as base_url:
+        yield base_url
