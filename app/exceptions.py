@@ -39,6 +39,8 @@ Messages say what to fix and never contain secrets (access keys, tokens).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BindingError",
     "ConfigurationError",
@@ -66,6 +68,7 @@ __all__ = [
     "UnsupportedAuthTypeError",
     "WebhookError",
     "edge_status",
+    "error_body",
 ]
 
 
@@ -264,3 +267,17 @@ def edge_status(exc: SignalRError) -> int:
     if isinstance(exc, ServiceError):
         return 502
     return exc.status_code
+
+
+def error_body(exc: SignalRError) -> dict[str, Any]:
+    """The JSON body an edge answers ``exc`` with (status: :func:`edge_status`).
+
+    ``{"error": message, "type": class name}``, plus for a :class:`ServiceError` the
+    service's own ``serviceStatus`` and, when it sent one, ``serviceErrorCode``.
+    """
+    body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
+    if isinstance(exc, ServiceError):
+        body["serviceStatus"] = exc.status_code
+        if exc.error_code:
+            body["serviceErrorCode"] = exc.error_code
+    return body

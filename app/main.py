@@ -24,6 +24,7 @@ from app.exceptions import (
     ServiceThrottledError,
     SignalRError,
     edge_status,
+    error_body,
 )
 from app.routers import gateway, health, negotiate, upstream, web
 from app.services.dispatcher import HubRegistry
@@ -48,16 +49,9 @@ _CORS_HEADERS = [
 
 def _error_response(exc: SignalRError) -> JSONResponse:
     headers: dict[str, str] = {}
-    body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
-    if isinstance(exc, ServiceError):
-        # The service's own status tells the caller what happened upstream; ours
-        # (edge_status) says the failure was not theirs.
-        body["serviceStatus"] = exc.status_code
-        if exc.error_code:
-            body["serviceErrorCode"] = exc.error_code
-        if isinstance(exc, ServiceThrottledError) and exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return JSONResponse(body, status_code=edge_status(exc), headers=headers)
+    if isinstance(exc, ServiceThrottledError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(error_body(exc), status_code=edge_status(exc), headers=headers)
 
 
 async def _handle_signalr_error(request: Request, exc: Exception) -> JSONResponse:

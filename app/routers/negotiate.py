@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.exceptions import SignalRError, edge_status
+from app.exceptions import SignalRError, edge_status, error_body
 
 __all__ = ["ConnectionInfoPublic", "NegotiateFastPath", "negotiate_response", "router"]
 
@@ -40,6 +40,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ConnectionInfoPublic, "description": "The connection info."},
     400: {"description": "Invalid hub name, user id or App Service principal."},
     404: {"description": "No hub of that name is registered."},
+    503: {"description": "A hub's negotiate hook could not reach the SignalR Service."},
 }
 
 
@@ -61,9 +62,7 @@ async def negotiate_response(
     except SignalRError as exc:
         # edge_status: a hub's negotiate hook may call the service, whose errors carry
         # the service's status (0 when it did not answer), not ours.
-        return edge_status(exc), json.dumps(
-            {"error": exc.message, "type": type(exc).__name__}
-        ).encode()
+        return edge_status(exc), json.dumps(error_body(exc)).encode()
     body = json.dumps({"url": info.url, "accessToken": info.access_token}).encode()
     return 200, body
 

@@ -85,6 +85,7 @@ async def test_negotiate_hook_service_failure_is_503() -> None:
             response = await http.post("/api/lookup/negotiate")
     assert response.status_code == 503
     assert response.json()["type"] == "ServiceUnavailableError"
+    assert response.json()["serviceStatus"] == 0  # no answer from the service at all
 
 
 @pytest.mark.anyio
