@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import httpx
@@ -24,8 +24,8 @@ from app.hub import InvocationContext, ServerlessHub
 from app.main import create_app
 from app.services.signalr import SignalRService
 from app.settings import Settings
-from tests.support.emulator import RunningEmulator, running_emulator
-from tests.support.node import NODE, NodeClient, NodeProcess, node_process
+from tests.support.emulator import RunningEmulator
+from tests.support.node import NODE, NodeClient, NodeProcess
 from tests.support.servers import serve_asgi
 
 pytestmark = [
@@ -43,25 +43,6 @@ class Probe(ServerlessHub):
     """A hub whose only use is its API; its methods are never invoked."""
 
     hub_name = "chat"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[NodeProcess]:
-    async with node_process() as process:
-        yield process
-
-
-@pytest.fixture
-async def service(emulator: RunningEmulator) -> AsyncIterator[SignalRService]:
-    settings = Settings(connection_string=emulator.connection_string, retry_delay=0.0)
-    async with SignalRService.open(settings) as service:
-        yield service
 
 
 _labels = itertools.count()

@@ -9,7 +9,6 @@ client does receive, after which nothing earlier may be waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,8 +16,8 @@ import pytest
 from app.main import create_app
 from app.services.signalr import SignalRService
 from app.settings import Settings
-from tests.support.emulator import RunningEmulator, running_emulator
-from tests.support.node import NODE, NodeClient, NodeProcess, node_process
+from tests.support.emulator import RunningEmulator
+from tests.support.node import NODE, NodeClient, NodeProcess
 from tests.support.servers import serve_asgi
 
 pytestmark = [
@@ -30,25 +29,6 @@ pytestmark = [
 HOSTILE_GROUP = "a/../b g%?#\U0001f600"
 WAIT = 20.0
 """Seconds a client may take to receive a message (generous: 2 busy cores)."""
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[NodeProcess]:
-    async with node_process() as process:
-        yield process
-
-
-@pytest.fixture
-async def service(emulator: RunningEmulator) -> AsyncIterator[SignalRService]:
-    settings = Settings(connection_string=emulator.connection_string, retry_delay=0.0)
-    async with SignalRService.open(settings) as service:
-        yield service
 
 
 async def barrier(service: SignalRService, *clients: NodeClient) -> None:
