@@ -31,8 +31,8 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 from app.settings import Settings, get_settings
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
 __all__ = ["Runner", "bind_socket", "build_runner", "main", "mask_connection_string"]
 

@@ -1,33 +1,22 @@
-"""The one exception tree of the ``app`` package.
+"""The exception tree of the backend (``app``).
 
-Every error raised on purpose by ``app`` (and by ``app.protocol``, which the emulator
-imports too) derives from :class:`SignalRError`. Errors become HTTP responses or error
-completions only at the edges (``app.main`` exception handlers, the webhook router), never
-inside services.
+The backend's errors hang from the core's root, :class:`signalr_protocol.errors.SignalRError`,
+so an edge catches the core's errors (names, tokens, the hub protocol, the upstream format)
+and the backend's with one ``except SignalRError``. Errors become HTTP responses or error
+completions only at the edges (``app.main`` exception handlers, the webhook, the gateway),
+never inside services.
 
 ::
 
-    SignalRError
+    SignalRError (signalr_protocol.errors)
     ├── ConfigurationError                 bad settings; raised at start-up
-    │   └── ConnectionStringError          a malformed AzureSignalRConnectionString
-    ├── UnsupportedAuthTypeError           AuthType=azure* parsed but not usable yet
-    ├── InvalidNameError                   hub / group / user / connection name refused
-    ├── TokenError                         minting or validating an access token failed
-    │   ├── TokenTooLargeError             the minted token is over 4 KB
-    │   └── InvalidTokenError              signature, expiry or audience check failed
-    ├── PrincipalError                     malformed X-MS-CLIENT-PRINCIPAL header
-    ├── HubProtocolError                   the SignalR hub protocol was violated
-    │   ├── HandshakeError                 bad or unsupported handshake request
-    │   └── MessageTooLargeError           a frame over the configured size limit
+    ├── PrincipalError                     malformed X-MS-CLIENT-PRINCIPAL header (400)
     ├── ServiceError                       the SignalR Service REST API answered an error
     │   ├── ServiceBadRequestError         400: an argument was refused
     │   ├── ServiceUnauthorizedError       401 / 403: the key or token was refused
     │   ├── ServiceNotFoundError           404: the target does not exist
     │   ├── ServiceThrottledError          429: too many requests
     │   └── ServiceUnavailableError        5xx, 408, timeouts, refused connections
-    ├── WebhookError                       an upstream request can't be dispatched
-    │   ├── SignatureError                 X-ASRS-Signature missing or wrong (401)
-    │   └── HandlerNotFoundError           no handler for (hub, category, event) (404)
     ├── HubError                           raised while running a hub handler
     │   ├── BindingError                   invocation arguments don't fit the signature
     │   └── FilterRejectedError            a filter refused the call (403 / error completion)
@@ -41,19 +30,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from signalr_protocol.errors import SignalRError
+
 __all__ = [
     "BindingError",
     "ConfigurationError",
-    "ConnectionStringError",
     "FilterRejectedError",
     "GatewayAuthError",
-    "HandlerNotFoundError",
-    "HandshakeError",
     "HubError",
-    "HubProtocolError",
-    "InvalidNameError",
-    "InvalidTokenError",
-    "MessageTooLargeError",
     "PrincipalError",
     "ServiceBadRequestError",
     "ServiceError",
@@ -61,104 +45,19 @@ __all__ = [
     "ServiceThrottledError",
     "ServiceUnauthorizedError",
     "ServiceUnavailableError",
-    "SignalRError",
-    "SignatureError",
-    "TokenError",
-    "TokenTooLargeError",
-    "UnsupportedAuthTypeError",
-    "WebhookError",
     "edge_status",
     "error_body",
 ]
-
-
-class SignalRError(Exception):
-    """Root of every error this package raises on purpose.
-
-    Attributes:
-        status_code: the HTTP status an edge should answer with when this error escapes.
-    """
-
-    status_code: int = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class ConfigurationError(SignalRError):
     """A setting is missing or invalid; the process should refuse to start."""
 
 
-class ConnectionStringError(ConfigurationError):
-    """A connection string is malformed.
-
-    The message names the offending segment by key and never echoes the access key.
-    """
-
-
-class UnsupportedAuthTypeError(ConfigurationError):
-    """The connection string asks for identity-based auth (``AuthType=azure*``).
-
-    It parses, but minting tokens needs a signing key fetched with an Entra ID token,
-    which this version does not do yet. Use an ``AccessKey`` connection string.
-    """
-
-
-class InvalidNameError(SignalRError):
-    """A hub, group, user or connection name does not meet the service's rules."""
-
-    status_code = 400
-
-
-class TokenError(SignalRError):
-    """An access token could not be minted or did not validate."""
-
-
-class TokenTooLargeError(TokenError):
-    """The minted token is longer than the service accepts (4,096 characters).
-
-    Fewer or shorter claims fix it.
-    """
-
-
-class InvalidTokenError(TokenError):
-    """A bearer token failed validation (signature, expiry, not-before or audience)."""
-
-    status_code = 401
-
-
 class PrincipalError(SignalRError):
     """The ``X-MS-CLIENT-PRINCIPAL`` header is not base64-encoded JSON of a known shape."""
 
     status_code = 400
-
-
-class HubProtocolError(SignalRError):
-    """The peer broke the SignalR hub protocol.
-
-    Attributes:
-        close_reason: the text to put in the Close message (or handshake error) sent back.
-    """
-
-    status_code = 400
-
-    def __init__(self, message: str, *, close_reason: str | None = None) -> None:
-        super().__init__(message)
-        self.close_reason = close_reason if close_reason is not None else message
-
-
-class HandshakeError(HubProtocolError):
-    """The handshake request was malformed or asked for an unsupported protocol."""
-
-
-class MessageTooLargeError(HubProtocolError):
-    """A single hub message is larger than the configured maximum."""
-
-    status_code = 413
 
 
 class ServiceError(SignalRError):
@@ -210,24 +109,6 @@ class ServiceThrottledError(ServiceError):
 
 class ServiceUnavailableError(ServiceError):
     """A 5xx or 408 answer, a timeout or a refused connection, after retries ran out."""
-
-
-class WebhookError(SignalRError):
-    """An upstream (webhook) request from the service can't be dispatched."""
-
-    status_code = 400
-
-
-class SignatureError(WebhookError):
-    """``X-ASRS-Signature`` is missing or matches none of the configured access keys."""
-
-    status_code = 401
-
-
-class HandlerNotFoundError(WebhookError):
-    """No hub handler is registered for the request's (hub, category, event)."""
-
-    status_code = 404
 
 
 class HubError(SignalRError):

@@ -95,8 +95,8 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from app.exceptions import BindingError, FilterRejectedError, HubError
-from app.protocol.names import validate_hub_name
 from app.services.protocols import OutboundService
+from signalr_protocol.names import validate_hub_name
 
 __all__ = [
     "CATEGORY_CONNECTIONS",

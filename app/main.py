@@ -19,18 +19,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.exceptions import (
-    ServiceError,
-    ServiceThrottledError,
-    SignalRError,
-    edge_status,
-    error_body,
-)
+from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
 from app.routers import gateway, health, negotiate, upstream, web
 from app.services.dispatcher import HubRegistry
 from app.services.negotiation import Negotiator
 from app.services.signalr import SignalRService
 from app.settings import Settings, get_settings
+from signalr_protocol.errors import SignalRError
 
 __all__ = ["create_app"]
 

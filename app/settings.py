@@ -24,13 +24,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.exceptions import ConfigurationError, SignalRError
-from app.protocol.connection_string import (
+from signalr_protocol.connection_string import (
     ServiceEndpoint,
     emulator_connection_string,
     parse_connection_string,
 )
-from app.protocol.names import validate_hub_name
+from signalr_protocol.errors import SignalRError
+from signalr_protocol.names import validate_hub_name
 
 __all__ = ["DEFAULT_HUBS", "Settings", "get_settings"]
 
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
                 endpoints.append(
                     dataclasses.replace(endpoint, name=name, primary=kind.lower() != "secondary")
                 )
-        except ConfigurationError as exc:
+        except SignalRError as exc:
             raise ValueError(str(exc)) from exc
         self._endpoints = endpoints
         return self

@@ -37,10 +37,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.protocol.codec import get_codec  # noqa: E402
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY  # noqa: E402
-from app.protocol.messages import InvocationMessage  # noqa: E402
-from app.protocol.tokens import mint_token  # noqa: E402
+from signalr_protocol.codec import get_codec  # noqa: E402
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY  # noqa: E402
+from signalr_protocol.messages import InvocationMessage  # noqa: E402
+from signalr_protocol.tokens import mint_token  # noqa: E402
 
 RECEIVERS = ROOT / "tests" / "node" / "broadcast_receivers.mjs"
 HUB = "bench"
@@ -98,7 +98,7 @@ async def serve_bare(port: int, protocol: str) -> None:
             clients.discard(ws)
 
     async def keep_alive() -> None:
-        from app.protocol.messages import PingMessage
+        from signalr_protocol.messages import PingMessage
 
         data = codec.encode(PingMessage())
         payload: bytes | str = data if codec.binary else data.decode()

@@ -26,8 +26,8 @@ from _support import answer_lifespan, pinned_server, wrk
 
 def bare_app() -> Any:
     """The baseline: raw ASGI, the same token code, no framework."""
-    from app.protocol.tokens import mint_client_token
     from app.settings import Settings
+    from signalr_protocol.tokens import mint_client_token
 
     endpoint = Settings().endpoint
 

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY
 from app.services.signalr import MAX_CONNECTIONS, AiohttpTransport, SignalRService
 from app.settings import Settings
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY
 
 CONCURRENCY = (1, 8, 32)
 TARGET_RATIO = 0.9

@@ -45,8 +45,8 @@ from typing import Any
 
 from _support import ROOT, answer_lifespan, free_port, pinned_server, wait_ready, wrk
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
-from app.protocol.signature import compute_signature
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
+from signalr_protocol.signature import compute_signature
 
 PATH = "/runtime/webhooks/signalr"
 CONNECTION_ID = "bench-connection"
@@ -229,8 +229,8 @@ async def ws_client(
     """
     import websockets
 
-    from app.protocol.codec import JSON_CODEC
-    from app.protocol.messages import CompletionMessage, InvocationMessage
+    from signalr_protocol.codec import JSON_CODEC
+    from signalr_protocol.messages import CompletionMessage, InvocationMessage
 
     async with websockets.connect(
         url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None
@@ -303,8 +303,8 @@ def spread(total: int, clients: int) -> list[int]:
 
 
 def latency(args: argparse.Namespace) -> None:
-    from app.protocol.connection_string import parse_connection_string
-    from app.protocol.tokens import mint_client_token
+    from signalr_protocol.connection_string import parse_connection_string
+    from signalr_protocol.tokens import mint_client_token
 
     backend_port, emulator_port = free_port(), free_port()
     connection_string = emulator_connection_string(host="127.0.0.1", port=emulator_port)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from app.exceptions import InvalidTokenError
-from app.protocol.tokens import verify_token
+from signalr_protocol.errors import InvalidTokenError
+from signalr_protocol.tokens import verify_token
 
 from .errors import AuthenticationError
 from .http import Request
@@ -52,7 +52,7 @@ def _verify(token: str, keys: Sequence[str]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _normalised(url: str) -> tuple[str, str, str | None]:
-    """(host, path, hub) of a URL as :func:`app.protocol.tokens.audience_matches` compares
+    """(host, path, hub) of a URL as :func:`signalr_protocol.tokens.audience_matches` compares
     them: host lower-cased without port, path percent-decoded, lower-cased, no trailing
     ``/``; scheme and the rest of the query ignored. Cached: a token's ``aud`` and a
     route's path repeat from call to call."""

@@ -13,9 +13,9 @@ import logging
 import secrets
 from urllib.parse import urlencode
 
-from app.exceptions import InvalidNameError
-from app.protocol.names import validate_hub_name
-from app.protocol.tokens import user_id_from_claims
+from signalr_protocol.errors import InvalidNameError
+from signalr_protocol.names import validate_hub_name
+from signalr_protocol.tokens import user_id_from_claims
 
 from .auth import authenticate, claim_pairs, request_token
 from .connection import ClientConnection

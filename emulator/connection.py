@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from app.protocol.messages import CloseMessage
+from signalr_protocol.messages import CloseMessage
 
 from .eager import start_eagerly
 from .fastpath import DirectWebSocket, ws_frame
 
 if TYPE_CHECKING:
-    from app.protocol.codec import HubCodec
+    from signalr_protocol.codec import HubCodec
 
 __all__ = ["ClientConnection", "Sender"]
 

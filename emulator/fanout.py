@@ -17,8 +17,8 @@ from .connection import ClientConnection
 from .fastpath import ws_frame
 
 if TYPE_CHECKING:
-    from app.protocol.codec import HubCodec
-    from app.protocol.messages import HubMessage
+    from signalr_protocol.codec import HubCodec
+    from signalr_protocol.messages import HubMessage
 
 __all__ = ["Encoded", "deliver"]
 

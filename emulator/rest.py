@@ -23,15 +23,15 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from app.exceptions import InvalidNameError
-from app.protocol.messages import InvocationMessage
-from app.protocol.names import (
+from signalr_protocol.errors import InvalidNameError
+from signalr_protocol.messages import InvocationMessage
+from signalr_protocol.names import (
     validate_connection_id,
     validate_group_name,
     validate_hub_name,
     validate_user_id,
 )
-from app.protocol.tokens import build_client_claims, key_id, mint_token
+from signalr_protocol.tokens import build_client_claims, key_id, mint_token
 
 from .auth import authenticate, request_token
 from .connection import ClientConnection

@@ -19,9 +19,9 @@ from typing import Any
 
 import msgpack
 
-from app.exceptions import HubProtocolError
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, get_codec
-from app.protocol.messages import InvocationMessage
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, get_codec
+from signalr_protocol.errors import HubProtocolError
+from signalr_protocol.messages import InvocationMessage
 
 from .errors import BadRequestError, UnsupportedMediaTypeError
 from .fanout import Encoded

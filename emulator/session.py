@@ -13,10 +13,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from app.exceptions import HubProtocolError
-from app.protocol.codec import MessageParser, get_codec
-from app.protocol.handshake import HandshakeParser, encode_handshake_response
-from app.protocol.messages import (
+from signalr_protocol.codec import MessageParser, get_codec
+from signalr_protocol.errors import HubProtocolError
+from signalr_protocol.handshake import HandshakeParser, encode_handshake_response
+from signalr_protocol.messages import (
     CloseMessage,
     CompletionMessage,
     InvocationMessage,

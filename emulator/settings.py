@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
 __all__ = ["EmulatorSettings"]
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from app.protocol.messages import PingMessage
+from signalr_protocol.messages import PingMessage
 
 from .registry import Registry
 from .settings import EmulatorSettings

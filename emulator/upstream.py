@@ -56,10 +56,10 @@ import aiohttp
 import httpx
 import yarl
 
-from app.exceptions import HubProtocolError
-from app.protocol.codec import HubCodec
-from app.protocol.messages import CompletionMessage, InvocationMessage
-from app.protocol.signature import signature_header
+from signalr_protocol.codec import HubCodec
+from signalr_protocol.errors import HubProtocolError
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.signature import signature_header
 
 from .errors import EmulatorConfigError
 

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from app.exceptions import InvalidNameError
-from app.protocol.names import validate_connection_id, validate_group_name, validate_user_id
+from signalr_protocol.errors import InvalidNameError
+from signalr_protocol.names import validate_connection_id, validate_group_name, validate_user_id
 
 __all__ = [
     "MAX_BATCH_ITEMS",

@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.exceptions import SignalRError, edge_status, error_body
+from app.exceptions import edge_status, error_body
+from signalr_protocol.errors import SignalRError
 
 __all__ = ["ConnectionInfoPublic", "NegotiateFastPath", "negotiate_response", "router"]
 

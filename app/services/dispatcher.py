@@ -46,13 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgpack
 
-from app.exceptions import (
-    ConfigurationError,
-    FilterRejectedError,
-    HubError,
-    HubProtocolError,
-    InvalidNameError,
-)
+from app.exceptions import ConfigurationError, FilterRejectedError, HubError
 from app.hub import (
     CATEGORY_CONNECTIONS,
     CATEGORY_MESSAGES,
@@ -68,10 +62,11 @@ from app.hub import (
     parse_client_query,
     parse_user_claims,
 )
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from app.protocol.messages import CompletionMessage, InvocationMessage
-from app.protocol.signature import verify_signature
 from app.services.protocols import OutboundService
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
+from signalr_protocol.errors import HubProtocolError, InvalidNameError
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.signature import verify_signature
 
 if TYPE_CHECKING:
     from app.settings import Settings

@@ -2,7 +2,7 @@
 
 Settings parse ``AzureSignalRConnectionString`` plus
 ``Azure__SignalR__Endpoints__<name>[__primary|__secondary]`` into a list of
-:class:`~app.protocol.connection_string.ServiceEndpoint` (``settings.service_endpoints()``).
+:class:`~signalr_protocol.connection_string.ServiceEndpoint` (``settings.service_endpoints()``).
 With several endpoints:
 
 * every message send and group operation goes to **every** endpoint (a client may be
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.exceptions import ConfigurationError
-from app.protocol.connection_string import ServiceEndpoint
+from signalr_protocol.connection_string import ServiceEndpoint
 
 __all__ = ["EndpointSet", "EndpointStatus"]
 

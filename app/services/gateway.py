@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from app.exceptions import GatewayAuthError, ServiceError, SignalRError, edge_status
+from app.exceptions import GatewayAuthError, ServiceError, edge_status
 from app.models.gateway import (
     MAX_BATCH_ITEMS,
     GatewayGroupAction,
@@ -28,8 +28,9 @@ from app.models.gateway import (
     GatewayMessage,
     GatewayResult,
 )
-from app.protocol.names import validate_hub_name
 from app.services.protocols import OutboundService
+from signalr_protocol.errors import SignalRError
+from signalr_protocol.names import validate_hub_name
 
 __all__ = [
     "KEY_HEADER",

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from app.exceptions import InvalidNameError
 from app.hub import NegotiateOptions
-from app.protocol.connection_string import ServiceEndpoint
-from app.protocol.names import validate_hub_name, validate_user_id
-from app.protocol.tokens import mint_client_token
 from app.settings import Settings
+from signalr_protocol.connection_string import ServiceEndpoint
+from signalr_protocol.errors import InvalidNameError
+from signalr_protocol.names import validate_hub_name, validate_user_id
+from signalr_protocol.tokens import mint_client_token
 
 from .principal import Identity, identity_from_headers
 

@@ -56,24 +56,23 @@ import yarl
 
 from app import __version__
 from app.exceptions import (
-    InvalidNameError,
     ServiceBadRequestError,
     ServiceError,
     ServiceNotFoundError,
     ServiceThrottledError,
     ServiceUnauthorizedError,
     ServiceUnavailableError,
-    SignalRError,
 )
-from app.protocol.connection_string import ServiceEndpoint
-from app.protocol.names import (
+from app.settings import Settings
+from signalr_protocol.connection_string import ServiceEndpoint
+from signalr_protocol.errors import InvalidNameError, SignalRError
+from signalr_protocol.names import (
     validate_connection_id,
     validate_group_name,
     validate_hub_name,
     validate_user_id,
 )
-from app.protocol.tokens import mint_client_token, mint_token, rest_audience
-from app.settings import Settings
+from signalr_protocol.tokens import mint_client_token, mint_token, rest_audience
 
 from .endpoints import EndpointSet
 from .retry import CallKind, RetryPolicy, parse_retry_after

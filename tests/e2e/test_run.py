@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY, parse_connection_string
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, parse_connection_string
 from tests.e2e.runner import child_environment, run_app
 
 pytestmark = pytest.mark.anyio

@@ -30,10 +30,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from app.protocol.tokens import build_client_claims, mint_token
 from emulator.runner import EmulatorServer, bind_socket, uvicorn_config
 from emulator.server import EmulatorApp, create_app
 from emulator.settings import EmulatorSettings
+from signalr_protocol.tokens import build_client_claims, mint_token
 from tests.support.servers import run_server
 
 __all__ = ["RunningEmulator", "running_emulator"]

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY, parse_connection_string
 from app.settings import Settings
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, parse_connection_string
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -182,8 +182,8 @@ async def test_emulator_accepts_the_tokens_the_app_hands_to_browsers(
     """A token made for the app's endpoint (host `emulator`) is accepted via localhost."""
     import httpx
 
-    from app.protocol.tokens import mint_client_token
     from emulator.settings import EmulatorSettings
+    from signalr_protocol.tokens import mint_client_token
     from tests.support.emulator import running_emulator
 
     for name, value in environment(compose["services"]["emulator"]).items():

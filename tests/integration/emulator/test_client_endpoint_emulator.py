@@ -15,10 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.protocol.codec import JSON_CODEC
-from app.protocol.messages import CompletionMessage, InvocationMessage
-from app.protocol.tokens import mint_token
 from emulator.http import read_body
+from signalr_protocol.codec import JSON_CODEC
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.tokens import mint_token
 from tests.integration.emulator.emulator_kit import RS, Rest, eventually, raw_client
 from tests.support.emulator import RunningEmulator, running_emulator
 from tests.support.servers import serve_asgi

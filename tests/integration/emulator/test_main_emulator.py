@@ -11,8 +11,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from app.protocol.connection_string import ServiceEndpoint, parse_connection_string
-from app.protocol.tokens import mint_client_token, mint_token
+from signalr_protocol.connection_string import ServiceEndpoint, parse_connection_string
+from signalr_protocol.tokens import mint_client_token, mint_token
 
 pytestmark = pytest.mark.anyio
 

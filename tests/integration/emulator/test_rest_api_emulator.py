@@ -8,9 +8,9 @@ from datetime import timedelta
 import msgpack
 import pytest
 
-from app.protocol.codec import get_codec
-from app.protocol.messages import InvocationMessage
-from app.protocol.tokens import mint_token
+from signalr_protocol.codec import get_codec
+from signalr_protocol.messages import InvocationMessage
+from signalr_protocol.tokens import mint_token
 from tests.integration.emulator.emulator_kit import Rest, eventually, q, raw_client
 from tests.support.emulator import RunningEmulator
 from tests.support.node import NodeProcess

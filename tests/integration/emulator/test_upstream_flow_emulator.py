@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from app.protocol.codec import get_codec
-from app.protocol.messages import CompletionMessage, InvocationMessage
 from emulator.http import read_body
+from signalr_protocol.codec import get_codec
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
 from tests.support.emulator import running_emulator
 from tests.support.node import NodeClientError, NodeProcess
 from tests.support.servers import serve_asgi

@@ -17,9 +17,6 @@ import httpx
 import msgpack
 import pytest
 
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from app.protocol.messages import CompletionMessage, InvocationMessage
-from app.protocol.signature import compute_signature, verify_signature
 from emulator.errors import EmulatorConfigError, EmulatorError
 from emulator.http import read_body
 from emulator.upstream import (
@@ -32,6 +29,9 @@ from emulator.upstream import (
     load_upstream_settings,
     new_upstream_session,
 )
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.signature import compute_signature, verify_signature
 from tests.support.servers import free_port, serve_asgi
 
 PRIMARY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"

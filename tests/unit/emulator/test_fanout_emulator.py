@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from app.protocol.messages import InvocationMessage
 from emulator.connection import ClientConnection
 from emulator.fanout import Encoded, deliver
 from emulator.fastpath import ws_frame
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
+from signalr_protocol.messages import InvocationMessage
 
 
 def _conn(n: int, codec: HubCodec | None) -> ClientConnection:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from app.hub import CaseInsensitiveMapping
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC
-from app.protocol.messages import InvocationMessage
-from app.protocol.signature import compute_signature
 from app.services.dispatcher import HubRegistry, WebhookRequest
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
+from signalr_protocol.messages import InvocationMessage
+from signalr_protocol.signature import compute_signature
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"

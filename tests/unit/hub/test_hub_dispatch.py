@@ -11,10 +11,10 @@ import pytest
 
 from app.exceptions import HubError
 from app.hub import InvocationContext, ServerlessHub, has_role, require_role
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC
-from app.protocol.messages import CompletionMessage
-from app.protocol.signature import compute_signature
 from app.services.dispatcher import GENERIC_ERROR, HubRegistry, WebhookResult
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
+from signalr_protocol.messages import CompletionMessage
+from signalr_protocol.signature import compute_signature
 from tests.unit.hub.hubkit import (
     KEY,
     SECOND_KEY,

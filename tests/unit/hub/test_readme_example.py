@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from app.protocol.codec import JSON_CODEC
-from app.protocol.messages import CompletionMessage
 from app.services.dispatcher import HubRegistry, WebhookResult
+from signalr_protocol.codec import JSON_CODEC
+from signalr_protocol.messages import CompletionMessage
 from tests.unit.hub.hubkit import (
     KEY,
     RecordingService,

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.protocol.connection_string import EMULATOR_ACCESS_KEY
-from app.protocol.tokens import verify_token
 from app.settings import Settings
+from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY
+from signalr_protocol.tokens import verify_token
 from tests.support.servers import serve_asgi
 
 KEY = EMULATOR_ACCESS_KEY

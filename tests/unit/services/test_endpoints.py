@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from app.exceptions import ConfigurationError, ServiceNotFoundError, ServiceUnavailableError
-from app.protocol.connection_string import parse_connection_string
 from app.services.endpoints import EndpointSet
 from app.services.signalr import SignalRService
 from app.settings import Settings
+from signalr_protocol.connection_string import parse_connection_string
 from tests.unit.services.outbound_kit import (
     RecordingServer,
     Reply,

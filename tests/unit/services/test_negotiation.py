@@ -10,11 +10,12 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from app.exceptions import InvalidNameError, PrincipalError
+from app.exceptions import PrincipalError
 from app.hub import NegotiateOptions
 from app.services.negotiation import HubNotFoundError, Negotiator
 from app.services.principal import Identity
 from app.settings import Settings
+from signalr_protocol.errors import InvalidNameError
 
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
 CS = f"Endpoint=https://x.service.signalr.net;AccessKey={KEY};Version=1.0;"

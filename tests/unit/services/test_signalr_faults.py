@@ -293,7 +293,7 @@ async def test_unauthorized_from_a_wrong_key(server: RecordingServer) -> None:
 
 async def test_identity_based_endpoints_fail_clearly() -> None:
     """An AuthType=azure.msi endpoint can't mint REST tokens: calls say so, health is False."""
-    from app.exceptions import UnsupportedAuthTypeError
+    from signalr_protocol.errors import UnsupportedAuthTypeError
 
     settings = Settings(connection_string="Endpoint=http://127.0.0.1;Port=9;AuthType=azure.msi;")
     async with SignalRService.open(settings) as service:

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 import pytest
 
-from app.exceptions import InvalidNameError
-from app.protocol.tokens import verify_token
 from app.services.signalr import TOKEN_CACHE_SIZE, AiohttpTransport, SignalRService
+from signalr_protocol.errors import InvalidNameError
+from signalr_protocol.tokens import verify_token
 from tests.unit.services.outbound_kit import (
     KEY,
     RecordingServer,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.exceptions import ConnectionStringError, UnsupportedAuthTypeError
-from app.protocol.connection_string import (
+from signalr_protocol.connection_string import (
     EMULATOR_ACCESS_KEY,
     AuthType,
     emulator_connection_string,
     parse_connection_string,
 )
+from signalr_protocol.errors import ConnectionStringError, UnsupportedAuthTypeError
 
 KEY = "c2VjcmV0LWtleS13aXRoLWVxdWFscz0="
 

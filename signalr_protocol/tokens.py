@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
 
-from app.exceptions import InvalidTokenError, TokenError, TokenTooLargeError
+from signalr_protocol.errors import InvalidTokenError, TokenError, TokenTooLargeError
 
 from .connection_string import ServiceEndpoint
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from app.exceptions import InvalidNameError
+from signalr_protocol.errors import InvalidNameError
 
 __all__ = [
     "HUB_NAME_PATTERN",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from app.exceptions import ConnectionStringError, UnsupportedAuthTypeError
+from signalr_protocol.errors import ConnectionStringError, UnsupportedAuthTypeError
 
 __all__ = [
     "EMULATOR_ACCESS_KEY",

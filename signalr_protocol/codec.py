@@ -1,6 +1,6 @@
 """The SignalR hub protocol codecs: JSON and MessagePack, sans-I/O.
 
-Bytes in, :mod:`app.protocol.messages` out, and back (``PROTOCOL.md`` §3.5–3.6). Nothing here
+Bytes in, :mod:`signalr_protocol.messages` out, and back (``PROTOCOL.md`` §3.5–3.6). Nothing here
 awaits or touches a socket: a driver feeds received data to a :class:`MessageParser`, handles
 the messages it returns, and writes whatever :meth:`HubCodec.encode` produced.
 
@@ -48,8 +48,8 @@ from typing import Any, Final
 
 import msgpack
 
-from app.exceptions import HandshakeError, HubProtocolError, MessageTooLargeError
-from app.protocol.messages import (
+from signalr_protocol.errors import HandshakeError, HubProtocolError, MessageTooLargeError
+from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
     CloseMessage,

@@ -2,8 +2,8 @@
 
 One class per message type of the hub protocol (``PROTOCOL.md`` §3.5–3.6), all under
 :class:`HubMessage`, plus :class:`HandshakeRequest` (the first message of a connection, which is
-not a hub message). The encoders and parsers live in :mod:`app.protocol.codec` and
-:mod:`app.protocol.handshake`; this module only defines the values.
+not a hub message). The encoders and parsers live in :mod:`signalr_protocol.codec` and
+:mod:`signalr_protocol.handshake`; this module only defines the values.
 
 API:
 
@@ -253,7 +253,7 @@ class HandshakeRequest:
 
     Attributes:
         protocol: ``"json"`` or ``"messagepack"`` for the official clients (any string parses;
-            :func:`app.protocol.handshake.select_codec` decides whether it is supported).
+            :func:`signalr_protocol.handshake.select_codec` decides whether it is supported).
         version: the protocol version (1, or 2 with stateful reconnect).
     """
 

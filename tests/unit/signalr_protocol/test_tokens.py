@@ -8,9 +8,9 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from app.exceptions import InvalidTokenError, TokenError, TokenTooLargeError
-from app.protocol.connection_string import parse_connection_string
-from app.protocol.tokens import (
+from signalr_protocol.connection_string import parse_connection_string
+from signalr_protocol.errors import InvalidTokenError, TokenError, TokenTooLargeError
+from signalr_protocol.tokens import (
     MAX_TOKEN_LENGTH,
     NAME_IDENTIFIER_URI,
     audience_matches,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC
-from app.protocol.messages import (
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
+from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
     CloseMessage,

@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from app.exceptions import HandshakeError
-from app.protocol.codec import RECORD_SEPARATOR, HubCodec, get_codec
-from app.protocol.messages import HandshakeRequest
+from signalr_protocol.codec import RECORD_SEPARATOR, HubCodec, get_codec
+from signalr_protocol.errors import HandshakeError
+from signalr_protocol.messages import HandshakeRequest
 
 __all__ = [
     "MAX_HANDSHAKE_SIZE",

@@ -1,4 +1,4 @@
-"""Tests of the JSON and MessagePack hub protocol codecs (app.protocol.codec)."""
+"""Tests of the JSON and MessagePack hub protocol codecs (signalr_protocol.codec)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pathlib
 import msgpack
 import pytest
 
-from app.exceptions import HandshakeError, HubProtocolError, MessageTooLargeError
-from app.protocol.codec import (
+from signalr_protocol.codec import (
     JSON_CODEC,
     MAX_FRAME_SIZE,
     MSGPACK_CODEC,
@@ -18,7 +17,8 @@ from app.protocol.codec import (
     encode_varint,
     get_codec,
 )
-from app.protocol.messages import (
+from signalr_protocol.errors import HandshakeError, HubProtocolError, MessageTooLargeError
+from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
     CloseMessage,
@@ -527,7 +527,7 @@ def test_codec_attributes_and_lookup() -> None:
 
 
 def test_protocol_package_imports_no_io_frameworks() -> None:
-    """app/protocol imports none of asyncio, httpx, fastapi, starlette, websockets, uvicorn."""
+    """signalr_protocol imports none of asyncio, httpx, fastapi, starlette, websockets, uvicorn."""
     banned = {"asyncio", "httpx", "fastapi", "starlette", "websockets", "uvicorn", "anyio"}
     root = pathlib.Path(__file__).resolve().parents[3] / "app" / "protocol"
     for path in root.glob("*.py"):

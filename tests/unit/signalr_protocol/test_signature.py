@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from app.protocol.signature import compute_signature, signature_header, verify_signature
+from signalr_protocol.signature import compute_signature, signature_header, verify_signature
 
 KEY1, KEY2 = "primary-key", "secondary-key"
 

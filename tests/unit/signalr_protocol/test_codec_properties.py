@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from app.exceptions import HubProtocolError
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from app.protocol.handshake import HandshakeParser
-from app.protocol.messages import (
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
+from signalr_protocol.errors import HubProtocolError
+from signalr_protocol.handshake import HandshakeParser
+from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
     CloseMessage,

@@ -1,12 +1,12 @@
-"""Tests of the SignalR handshake (app.protocol.handshake)."""
+"""Tests of the SignalR handshake (signalr_protocol.handshake)."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.exceptions import HandshakeError, HubProtocolError
-from app.protocol.codec import JSON_CODEC, MSGPACK_CODEC
-from app.protocol.handshake import (
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
+from signalr_protocol.errors import HandshakeError, HubProtocolError
+from signalr_protocol.handshake import (
     MAX_HANDSHAKE_SIZE,
     HandshakeParser,
     encode_handshake_request,
@@ -14,7 +14,7 @@ from app.protocol.handshake import (
     parse_handshake_response,
     select_codec,
 )
-from app.protocol.messages import HandshakeRequest, PingMessage
+from signalr_protocol.messages import HandshakeRequest, PingMessage
 
 
 def test_parses_the_js_client_request_in_one_chunk() -> None:

@@ -1,3 +1,0 @@
-"""app/protocol."""
-
-from __future__ import annotations
