@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import json
-import pathlib
 
 import msgpack
 import pytest
@@ -524,19 +522,3 @@ def test_codec_attributes_and_lookup() -> None:
     assert not MSGPACK_CODEC.supports_version(3)
     with pytest.raises(HandshakeError, match="The protocol 'xml' is not supported."):
         get_codec("xml")
-
-
-def test_protocol_package_imports_no_io_frameworks() -> None:
-    """signalr_protocol imports none of asyncio, httpx, fastapi, starlette, websockets, uvicorn."""
-    banned = {"asyncio", "httpx", "fastapi", "starlette", "websockets", "uvicorn", "anyio"}
-    root = pathlib.Path(__file__).resolve().parents[3] / "app" / "protocol"
-    for path in root.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in banned, f"{path.name} imports {name}"
