@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
-from app.routers import gateway, health, negotiate, upstream, web
+from app.routers import docs, gateway, health, negotiate, upstream, web
 from app.services.dispatcher import HubRegistry
 from app.services.negotiation import Negotiator
 from app.services.signalr import SignalRService
@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "webhook, and a gateway to send messages and manage groups."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served offline by app.routers.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.hubs = registry
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(upstream.router)
     app.include_router(gateway.router)
     app.include_router(web.router)
+    app.include_router(docs.router)
     return app
 
 

@@ -233,3 +233,32 @@ async def test_make_run_gives_a_working_chat(tmp_path: Path) -> None:
         for opened in (page, other):
             await opened.context.close()
         assert await running.stop() == 0
+
+
+async def test_swagger_ui_renders_with_the_network_blocked() -> None:
+    """/docs renders the API's operations in Chromium when every non-local request is refused."""
+    from playwright.async_api import expect
+
+    async with serve_asgi(create_app(Settings())) as base, chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1100, "height": 720})
+        outside: list[str] = []
+
+        async def only_local(route: Any) -> None:
+            if route.request.url.startswith(base + "/"):
+                await route.continue_()
+            else:
+                outside.append(route.request.url)
+                await route.abort("internetdisconnected")
+
+        await context.route("**/*", only_local)
+        page = await context.new_page()
+        await page.goto(f"{base}/docs")
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "serverless-signalr", timeout=STEP
+        )
+        await expect(
+            page.locator(".opblock-summary-path", has_text="/api/negotiate").first
+        ).to_be_visible(timeout=STEP)
+        await page.screenshot(path=str(OUTPUT / "browser-docs-offline.png"))
+        await context.close()
+        assert outside == []
