@@ -1,12 +1,15 @@
-"""Access tokens for Azure SignalR Service (PROTOCOL.md §2.3, §5.1).
+"""Access tokens for Azure SignalR Service (docs/protocol.md §2.3, §5.1).
 
 Two kinds of HS256 JWT are minted with the UTF-8 bytes of the access key:
 
-* **client tokens** (:func:`mint_client_token`), handed out by negotiate: ``aud`` is
-  ``{scheme}://{host}/client/?hub={hub}`` (no port), the user id is ``asrs.s.uid`` (and
-  ``nameid`` for services that read the legacy claim), custom claims whose names collide
-  with registered JWT claims are renamed ``asrs.u.<name>``, and repeated claim types become
-  JSON arrays (so several ``role`` claims survive);
+* **client tokens** (:func:`mint_client_token`), handed out by negotiate, built as the
+  Management SDK builds them (Azure/azure-signalr ``Negotiation/NegotiateProcessor.cs``,
+  ``Utilities/ClaimsUtility.cs``, ``EndpointProvider/DefaultServiceEndpointGenerator.cs``):
+  ``aud`` is one string, ``{scheme}://{host}/client/?hub={hub}`` with no port even when the
+  connection string has a ``Port``; the user id is ``asrs.s.uid`` only (an extra ``nameid``
+  would reach the webhook as an ordinary claim); custom claims whose names collide with
+  registered JWT claims (or start with ``asrs.s.``) are renamed ``asrs.u.<name>``; and
+  repeated claim types become JSON arrays (so several ``role`` claims survive);
 * **REST tokens** (:func:`mint_token` with :func:`rest_audience`), sent as bearer to the
   data-plane REST API.
 
@@ -89,15 +92,12 @@ def build_client_claims(
     payload: dict[str, Any] = {}
     if user_id is not None:
         payload[_USER_ID_CLAIM] = user_id
-        payload["nameid"] = user_id
     seen_sub = False
     for name, value in claims:
         if not isinstance(name, str) or not name:
             raise TokenError("Claim types must be non-empty strings.")
-        if name in (_USER_ID_CLAIM, "nameid") and user_id is not None:
-            # The user id is authoritative; a custom claim can't impersonate another user.
-            name = f"asrs.u.{name}"
-        elif name in _RESERVED_CLAIMS or name.startswith("asrs.s."):
+        # ``asrs.s.uid`` (the user id) is a system claim: a custom one can't impersonate.
+        if name in _RESERVED_CLAIMS or name.startswith("asrs.s."):
             name = f"asrs.u.{name}"
         elif name == "sub":
             if seen_sub:
@@ -174,7 +174,7 @@ def mint_client_token(
     Args:
         endpoint: the service endpoint (its key signs, its host makes the audience).
         hub: the hub name; lower-cased in the audience.
-        user_id: goes into ``asrs.s.uid`` and ``nameid``.
+        user_id: goes into ``asrs.s.uid`` (only there, as the SDK does).
         claims: custom ``(type, value)`` claims; repeated types become arrays.
         lifetime: token lifetime (default one hour).
         now: issue time (tests).
@@ -185,7 +185,8 @@ def mint_client_token(
     """
     return mint_token(
         endpoint.require_access_key(),
-        endpoint.client_audiences(hub),
+        # One port-less string, also with a ``Port`` (the SDK's ``GetClientAudience``).
+        endpoint.client_audience(hub),
         lifetime=lifetime,
         claims=build_client_claims(user_id, claims),
         now=now,

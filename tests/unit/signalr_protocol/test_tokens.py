@@ -1,4 +1,4 @@
-"""Client and REST tokens are minted and verified as the service expects (PROTOCOL.md §2.3)."""
+"""Client and REST tokens are minted and verified as the service expects (docs/protocol.md §2.3)."""
 
 from __future__ import annotations
 
@@ -38,18 +38,55 @@ def test_client_token_verifies_with_pyjwt_and_has_the_sdk_shape() -> None:
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     assert jwt.get_unverified_header(token)["kid"]
     assert claims["asrs.s.uid"] == "alice"
-    assert claims["nameid"] == "alice"
     assert claims["iat"] == claims["nbf"] == int(now)
     assert claims["exp"] == int(now) + 3600
 
 
-def test_token_verifies_against_the_negotiate_url_too() -> None:
-    """With a port in the url (the emulator), the url is a second audience PyJWT accepts."""
-    token = mint_client_token(EP, "chat")
-    assert decode(token, EP.client_url("chat"))
+def test_client_token_carries_the_user_id_and_one_portless_audience_as_the_sdk_does() -> None:
+    """The user id is in asrs.s.uid only (no nameid) and aud is one port-less string, also
+    with a Port (Azure/azure-signalr src/Microsoft.Azure.SignalR.Common/Utilities/
+    ClaimsUtility.cs BuildJwtClaims; src/Microsoft.Azure.SignalR/EndpointProvider/
+    DefaultServiceEndpointGenerator.cs GetClientAudience; Common/Endpoints/ServiceEndpoint.cs
+    BuildAudienceBaseUrlEndWithSlash)."""
+    claims = jwt.decode(
+        mint_client_token(EP, "Chat", user_id="alice"), options={"verify_signature": False}
+    )
+    assert claims["aud"] == "http://localhost/client/?hub=chat"
+    assert claims["asrs.s.uid"] == "alice"
+    assert "nameid" not in claims
     portless = parse_connection_string(f"Endpoint=https://x.service.signalr.net;AccessKey={KEY}")
     claims = jwt.decode(mint_client_token(portless, "chat"), options={"verify_signature": False})
     assert claims["aud"] == "https://x.service.signalr.net/client/?hub=chat"
+
+
+def test_a_custom_nameid_claim_passes_through_as_the_sdk_passes_it() -> None:
+    """A custom nameid claim is kept as is next to asrs.s.uid, which stays the user id
+    (Azure/azure-signalr src/Microsoft.Azure.SignalR.Common/Utilities/ClaimsUtility.cs)."""
+    token = mint_client_token(EP, "chat", user_id="alice", claims=[("nameid", "n")])
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["nameid"] == "n"
+    assert user_id_from_claims(claims) == "alice"
+
+
+@pytest.mark.parametrize(
+    ("audience", "claims"),
+    [
+        ("http://localhost/client/?hub=chat", {"asrs.s.uid": "alice"}),
+        (
+            ["http://localhost/client/?hub=chat", "http://localhost:8888/client/?hub=chat"],
+            {"asrs.s.uid": "alice", "nameid": "alice"},
+        ),
+        ("http://localhost:8888/client/?hub=chat", {"nameid": "alice"}),
+    ],
+)
+def test_emulator_accepts_old_and_new_client_token_forms(
+    audience: str | list[str], claims: dict[str, str]
+) -> None:
+    """The emulator's check (verify_token + user_id_from_claims) accepts today's token, the
+    earlier two-audience token with nameid, and a nameid-only token, finding the user."""
+    token = mint_token(KEY, audience, claims=claims)
+    verified = verify_token(token, [KEY], audience=EP.client_url("chat"))
+    assert user_id_from_claims(verified) == "alice"
 
 
 def test_lifetime_is_honoured() -> None:
@@ -60,7 +97,7 @@ def test_lifetime_is_honoured() -> None:
 
 
 def test_anonymous_token_has_no_user_claims() -> None:
-    """Without a user id there is no asrs.s.uid nor nameid."""
+    """Without a user id there is no asrs.s.uid (and no nameid)."""
     claims = decode(mint_client_token(EP, "chat"), "http://localhost/client/?hub=chat")
     assert "asrs.s.uid" not in claims
     assert "nameid" not in claims
@@ -85,10 +122,7 @@ def test_reserved_claim_names_are_prefixed() -> None:
         claims=[("aud", "evil"), ("exp", "1"), ("sub", "s1"), ("sub", "s2"), ("asrs.s.uid", "x")],
     )
     claims = decode(token, "http://localhost/client/?hub=chat")
-    assert claims["aud"] == [
-        "http://localhost/client/?hub=chat",
-        "http://localhost:8888/client/?hub=chat",
-    ]
+    assert claims["aud"] == "http://localhost/client/?hub=chat"
     assert claims["asrs.u.aud"] == "evil"
     assert claims["asrs.u.exp"] == "1"
     assert claims["sub"] == "s1"
