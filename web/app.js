@@ -1,5 +1,5 @@
 // The sample chat page: the official @microsoft/signalr browser client against the backend's
-// negotiate endpoint (/api), talking to the sample hub `chat` (see ARCHITECTURE.md).
+// negotiate endpoint (/api), talking to the sample hub `chat` (app/samples/).
 //
 // Query parameters (handy for demos and tests):
 //   ?user=alice              pre-fill the user name (the dev user id)
@@ -162,17 +162,54 @@
     return id ? String(id).slice(0, 8) : "?";
   }
 
-  function onNewMessage(message) {
-    const m = message || {};
-    const mine = app.connection && m.connectionId === app.connection.connectionId;
-    const sender = m.sender || `anonymous ${shortId(m.connectionId)}`;
+  // Any argument as readable text: strings as they are, everything else as JSON, so a message
+  // that is not the hub's {sender, connectionId, text} object never shows an empty bubble.
+  function describe(value) {
+    if (typeof value === "string") return value;
+    if (value === undefined) return "";
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return String(value);
+    }
+  }
+
+  // newMessage as the sample hub sends it: {sender, connectionId, text, group?, to?}; `to`
+  // marks a direct message (sendToUser). Messages sent by a backend (e.g. through the
+  // gateway: arguments [{"text": "hi"}] or ["hi"]) have no connection: they come from the
+  // server. Extra arguments are shown too, so nothing a sender passed is silently dropped.
+  function onNewMessage(message, ...rest) {
+    const isObject = message !== null && typeof message === "object" && !Array.isArray(message);
+    const m = isObject ? message : {};
+    const text = [
+      isObject ? ("text" in m ? describe(m.text) : describe(message)) : describe(message),
+      ...rest.map(describe),
+    ].join(" ");
+    const fromConnection = typeof m.connectionId === "string" && m.connectionId !== "";
+    const mine = fromConnection && app.connection && m.connectionId === app.connection.connectionId;
+    const named = typeof m.sender === "string" && m.sender !== "" ? m.sender : "";
+    const sender = named || (fromConnection ? `anonymous ${shortId(m.connectionId)}` : "server");
+    const direct = typeof m.to === "string" && m.to !== "";
+    let tag = "";
+    if (m.group) {
+      tag = `# ${m.group}`;
+    } else if (direct) {
+      tag = mine ? `→ ${m.to}` : "direct message";
+    }
     const item = addEntry(mine ? "mine" : "received", {
       sender: mine ? `${sender} (you)` : sender,
-      text: String(m.text ?? ""),
-      tag: m.group ? `# ${m.group}` : "",
+      text,
+      tag,
     });
     if (m.group) {
-      item.dataset.group = m.group;
+      item.dataset.group = String(m.group);
+    }
+    if (direct) {
+      item.dataset.direct = "true";
+      item.classList.add("msg-direct");
+    }
+    if (!fromConnection) {
+      item.dataset.origin = "server";
     }
   }
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.main import create_app
@@ -119,11 +120,8 @@ async def emulator_for(config: Path, port: int = 0) -> AsyncIterator[tuple[int, 
         yield bound, settings.connection_string(bound)
 
 
-async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) -> None:
-    """Two pages exchange broadcast, direct and group messages, and chat again after a restart."""
-    from playwright.async_api import expect
-
-    backend_port = free_port()
+def upstream_config(tmp_path: Path, backend_port: int) -> Path:
+    """An emulator settings file sending every upstream event to a backend on ``backend_port``."""
     config = tmp_path / "settings.json"
     config.write_text(
         json.dumps(
@@ -142,6 +140,15 @@ async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) ->
         ),
         encoding="utf-8",
     )
+    return config
+
+
+async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) -> None:
+    """Two pages exchange broadcast, direct and group messages, and chat again after a restart."""
+    from playwright.async_api import expect
+
+    backend_port = free_port()
+    config = upstream_config(tmp_path, backend_port)
     OUTPUT.mkdir(exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         emulator_stack = contextlib.AsyncExitStack()
@@ -165,6 +172,10 @@ async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) ->
         await send(alice, "all", "hello everyone")
         await expect(messages(alice, "mine", "hello everyone")).to_have_count(1, timeout=STEP)
         await expect(messages(bob, "received", "hello everyone")).to_have_count(1, timeout=STEP)
+        # A broadcast carries no direct-message mark.
+        await expect(messages(bob, "received", "hello everyone")).not_to_have_attribute(
+            "data-direct", "true"
+        )
 
         await send(bob, "user", "psst, alice", recipient="alice")
         await expect(messages(alice, "received", "psst, alice")).to_have_count(1, timeout=STEP)
@@ -203,6 +214,64 @@ async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) ->
         await send(alice, "user", "welcome back, bob", recipient="bob")
         await expect(messages(bob, "received", "welcome back, bob")).to_have_count(1, timeout=STEP)
         await bob.screenshot(path=str(OUTPUT / "browser-chat-after-restart.png"))
+
+
+async def test_messages_sent_by_a_backend_read_well(tmp_path: Path) -> None:
+    """Gateway messages show their text from "server", never an empty bubble or "anonymous ?"."""
+    from playwright.async_api import expect
+
+    backend_port = free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        _, connection_string = await stack.enter_async_context(
+            emulator_for(upstream_config(tmp_path, backend_port))
+        )
+        settings = Settings(
+            connection_string=connection_string, dev_user_header=True, gateway_api_keys=["k"]
+        )
+        base = await stack.enter_async_context(serve_asgi(create_app(settings), port=backend_port))
+        browser = await stack.enter_async_context(chromium())
+        alice = await open_page(browser, f"{base}/?user=alice")
+        await expect_state(alice, "connected")
+
+        async def gateway(body: object) -> None:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                answer = await http.post(
+                    "/api/hubs/chat/messages", json=body, headers={"x-functions-key": "k"}
+                )
+            assert answer.status_code == 202, answer.text
+
+        # README's curl example: an object with a text and no sender or connection.
+        await gateway({"target": "newMessage", "arguments": [{"text": "hi from curl"}]})
+        from_curl = messages(alice, "received", "hi from curl")
+        await expect(from_curl).to_have_count(1, timeout=STEP)
+        await expect(from_curl.locator(".sender")).to_have_text("server")
+        await expect(from_curl).to_have_attribute("data-origin", "server")
+        # A plain string argument is the message's text.
+        await gateway({"target": "newMessage", "arguments": ["plain hello"]})
+        plain = messages(alice, "received", "plain hello")
+        await expect(plain).to_have_count(1, timeout=STEP)
+        await expect(plain.locator(".text")).to_have_text("plain hello")
+        # Anything else is shown as JSON rather than dropped.
+        await gateway({"target": "newMessage", "arguments": [{"level": 3}, 7]})
+        await expect(messages(alice, "received", '{"level":3} 7')).to_have_count(1, timeout=STEP)
+        # The hub's direct-message shape (`to` names the recipient) is marked as direct.
+        await gateway(
+            {
+                "target": "newMessage",
+                "userId": "alice",
+                "arguments": [
+                    {"sender": "bob", "connectionId": "c-bob", "text": "psst", "to": "alice"}
+                ],
+            }
+        )
+        direct = messages(alice, "received", "psst")
+        await expect(direct).to_have_count(1, timeout=STEP)
+        await expect(direct).to_have_attribute("data-direct", "true")
+        await expect(direct.locator(".tag")).to_have_text("direct message")
+        await expect(direct.locator(".sender")).to_have_text("bob")
+        await expect(alice.locator("#messages")).not_to_contain_text("anonymous ?")
+        await expect(alice.locator("#messages .msg .text:empty")).to_have_count(0)
+        await alice.screenshot(path=str(OUTPUT / "browser-backend-messages.png"))
 
 
 async def test_make_run_gives_a_working_chat(tmp_path: Path) -> None:
