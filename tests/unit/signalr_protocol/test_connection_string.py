@@ -1,4 +1,4 @@
-"""Connection strings are parsed as the service SDK parses them (PROTOCOL.md §1)."""
+"""Connection strings are parsed as the service SDK parses them (docs/protocol.md §1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from signalr_protocol.connection_string import (
     emulator_connection_string,
     parse_connection_string,
 )
-from signalr_protocol.errors import ConnectionStringError, UnsupportedAuthTypeError
+from signalr_protocol.errors import ConnectionStringError
 
 KEY = "c2VjcmV0LWtleS13aXRoLWVxdWFscz0="
 
@@ -70,31 +70,6 @@ def test_client_and_server_endpoints() -> None:
     assert ep.server_endpoint == "https://internal.example.com:8443"
     assert ep.client_audience("chat") == "https://x.service.signalr.net/client/?hub=chat"
     assert ep.client_audiences("chat") == "https://x.service.signalr.net/client/?hub=chat"
-
-
-@pytest.mark.parametrize("auth", ["aad", "azure", "azure.app", "azure.msi", "Azure.MSI"])
-def test_identity_auth_types_parse_but_cannot_sign(auth: str) -> None:
-    """AuthType variants parse (with their identity keys) and explain they can't mint yet."""
-    ep = parse_connection_string(
-        f"Endpoint=https://x.service.signalr.net;AuthType={auth};ClientId=cid;TenantId=tid;"
-        "ClientSecret=shh;ClientCert=/c.pem;Version=1.0"
-    )
-    assert ep.auth_type is AuthType(auth.lower())
-    assert ep.access_key is None
-    assert (ep.client_id, ep.tenant_id, ep.client_secret, ep.client_cert) == (
-        "cid",
-        "tid",
-        "shh",
-        "/c.pem",
-    )
-    with pytest.raises(UnsupportedAuthTypeError, match="not supported yet"):
-        ep.require_access_key()
-
-
-def test_client_cert_path_alias() -> None:
-    """The docs' ClientCertPath spelling is accepted for ClientCert."""
-    ep = parse_connection_string("Endpoint=https://h;AuthType=azure.app;ClientCertPath=/x.pem")
-    assert ep.client_cert == "/x.pem"
 
 
 def test_version_variants() -> None:
