@@ -5,18 +5,27 @@ Settings parse ``AzureSignalRConnectionString`` plus
 :class:`~signalr_protocol.connection_string.ServiceEndpoint` (``settings.service_endpoints()``).
 With several endpoints:
 
-* every message send and group operation goes to **every** endpoint (a client may be
-  connected to any of them), so :class:`EndpointSet` only has to say which endpoint a
-  *new* client should use;
+* every message send, group, user, close and existence call goes to every **online**
+  endpoint (a client may be connected to any of them); :meth:`EndpointSet.route` says
+  which, and an offline endpoint is skipped with a warning (at most one per endpoint every
+  :data:`SKIP_WARNING_INTERVAL` seconds, with the count of skipped calls), as the SDK's
+  default router does (Azure/azure-signalr
+  ``src/Microsoft.Azure.SignalR.Common/EndpointRouters/DefaultMessageRouter.cs`` keeps only
+  ``Online`` endpoints for broadcasts, users, groups and connections). When **no** endpoint
+  is online, every endpoint is tried: the health information may be stale, and the SDK's
+  answer there (drop the message with a warning,
+  ``ServiceConnections/MultiEndpointMessageWriter.cs`` ``NoEndpointRouted``) would report a
+  send that reached nobody as a success;
 * :meth:`EndpointSet.negotiate_endpoint` picks a random **online primary**; when no
   primary is online it falls back to a random online secondary; when nothing is known to
   be online it still answers a primary (the health information may be stale, and a client
   that can't connect retries negotiate);
 * an endpoint is *online* until a health check or a REST call finds it unreachable
-  (transport error or 5xx after retries); it is online again after the next success.
-  The REST client reports each outcome through :meth:`EndpointSet.record`, and runs a
-  health check of every endpoint each ``SIGNALR_HEALTH_CHECK_INTERVAL`` seconds when
-  more than one endpoint is configured.
+  (transport error or 5xx after retries); since an offline endpoint gets no more calls,
+  it is online again when a health check finds it healthy. The REST client reports each
+  outcome through :meth:`EndpointSet.record`, and runs a health check of every endpoint
+  each ``SIGNALR_HEALTH_CHECK_INTERVAL`` seconds when more than one endpoint is
+  configured.
 
 This mirrors the Functions extension's default router (random online primary, secondary as
 fallback) without the C# ``IEndpointRouter`` plug-in point; a custom router would replace
@@ -33,7 +42,10 @@ from dataclasses import dataclass
 from app.exceptions import ConfigurationError
 from signalr_protocol.connection_string import ServiceEndpoint
 
-__all__ = ["EndpointSet", "EndpointStatus"]
+__all__ = ["SKIP_WARNING_INTERVAL", "EndpointSet", "EndpointStatus"]
+
+SKIP_WARNING_INTERVAL = 10.0
+"""Seconds between two warnings about calls that skipped the same offline endpoint."""
 
 
 @dataclass(slots=True)
@@ -49,6 +61,10 @@ class EndpointStatus:
     endpoint: ServiceEndpoint
     online: bool = True
     changed_at: float | None = None
+    skipped: int = 0
+    """Calls that skipped this endpoint since the last warning about it."""
+    warned_at: float | None = None
+    """``time.monotonic()`` of the last warning about skipped calls."""
 
 
 class EndpointSet:
@@ -91,12 +107,45 @@ class EndpointSet:
     def record(self, index: int, *, online: bool) -> None:
         """Record the outcome of a call to endpoint number ``index``."""
         status = self._statuses[index]
+        if online and not status.online:
+            # Back online: the next time it goes offline, warn at the first skipped call.
+            status.skipped, status.warned_at = 0, None
         status.online = online
         status.changed_at = self._clock()
 
     def is_online(self, index: int) -> bool:
         """Whether endpoint number ``index`` was reachable at the last observation."""
         return self._statuses[index].online
+
+    def route(self) -> tuple[list[int], list[int]]:
+        """Where a send, group, user, close or existence call goes.
+
+        Returns:
+            ``(called, skipped)``: the indices of the online endpoints and of the offline
+            ones; when none is online, every endpoint is called and none skipped.
+        """
+        called = [i for i, status in enumerate(self._statuses) if status.online]
+        if not called:
+            return list(range(len(self._statuses))), []
+        if len(called) == len(self._statuses):
+            return called, []
+        return called, [i for i, status in enumerate(self._statuses) if not status.online]
+
+    def note_skipped(self, index: int) -> int | None:
+        """Count a call that skipped offline endpoint ``index``.
+
+        Returns:
+            When a warning is due (the first skip, then at most one every
+            :data:`SKIP_WARNING_INTERVAL` seconds per endpoint), the number of calls skipped
+            since the last warning, this one included; otherwise ``None``.
+        """
+        status = self._statuses[index]
+        status.skipped += 1
+        now = self._clock()
+        if status.warned_at is not None and now - status.warned_at < SKIP_WARNING_INTERVAL:
+            return None
+        count, status.skipped, status.warned_at = status.skipped, 0, now
+        return count
 
     def negotiate_endpoint(self) -> ServiceEndpoint:
         """The endpoint a new client should connect to.

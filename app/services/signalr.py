@@ -1,4 +1,4 @@
-"""The SignalR Service data-plane REST client: the Functions output binding (PROTOCOL.md §5).
+"""The SignalR Service data-plane REST client: the Functions output binding (docs/protocol.md §5).
 
 One :class:`SignalRService` per process, opened by the app's lifespan::
 
@@ -24,11 +24,30 @@ What it does on the wire, and why:
 * **Errors.** One typed tree (:mod:`app.exceptions`): 400 → ``ServiceBadRequestError``,
   401/403 → ``ServiceUnauthorizedError``, 404 → ``ServiceNotFoundError``, 429 →
   ``ServiceThrottledError``, 5xx / timeouts / unreachable → ``ServiceUnavailableError``;
-  each carries the status and the ``x-ms-error-code``. Existence checks answer ``False``
-  on 404 with or without an error code.
+  each carries the status and the ``x-ms-error-code``.
+* **Expected 404s**, per operation, as the Management SDK decides them
+  (Azure/azure-signalr ``src/Microsoft.Azure.SignalR.Management/RestHubLifetimeManager.cs``,
+  ``FilterExpectedResponse``): a 404 is an answer, not an error, only when its
+  ``x-ms-error-code`` (first value, compared case-insensitively) is the one the operation
+  expects; any other 404 (no code: a wrong path, a proxy, another service) raises
+  ``ServiceNotFoundError``. Adding a connection that has gone to a group
+  (``Error.Connection.NotExisted``) and closing one (``Warning.Connection.NotExisted``)
+  succeed; ``connection_exists`` / ``user_exists`` / ``group_exists`` / ``user_in_group``
+  answer ``False`` on ``Warning.Connection.NotExisted`` / ``Warning.User.NotExisted`` /
+  ``Warning.Group.NotExisted`` / ``Info.User.NotInGroup``. One deliberate difference: the
+  SDK expects no 404 when removing a *connection* from a group or from all groups; we
+  accept ``Warning.Connection.NotExisted`` and ``Info.Connection.NotInGroup`` there,
+  because with several endpoints the endpoints that don't hold the connection answer so,
+  and leaving a group one is not in is not a failure (``docs/decisions.md``).
 * **Retries** as :mod:`app.services.retry` describes (sends are not retried on 500).
-* **Several endpoints** (:mod:`app.services.endpoints`): sends and group operations go to
-  every endpoint; :meth:`SignalRService.negotiate_endpoint` picks where new clients go.
+* **Several endpoints** (:mod:`app.services.endpoints`): every call goes to each *online*
+  endpoint; an offline one is skipped with a warning. A send succeeds when at least one
+  endpoint accepted it (the endpoints that failed are logged as a partial delivery and
+  marked offline); every other call fails when any endpoint it went to failed.
+  :meth:`SignalRService.negotiate_endpoint` picks where new clients go.
+* **``Asrs-User-Agent``** on every call, in the SDK's shape
+  ``<product>/<version> (<runtime>; <os>; <arch>)`` (Azure/azure-signalr
+  ``src/Microsoft.Azure.SignalR.Common/Utilities/ProductInfo.cs``), next to ``User-Agent``.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ import enum
 import json
 import logging
 import math
+import platform
 import socket
 import time
 import uuid
@@ -78,6 +98,7 @@ from .endpoints import EndpointSet
 from .retry import CallKind, RetryPolicy, parse_retry_after
 
 __all__ = [
+    "ASRS_USER_AGENT",
     "MAX_CONNECTIONS",
     "AiohttpTransport",
     "REST_TOKEN_LIFETIME",
@@ -85,6 +106,7 @@ __all__ = [
     "TOKEN_REFRESH_MARGIN",
     "SignalRService",
     "encode_segment",
+    "product_info",
 ]
 
 logger = logging.getLogger("app.services.signalr")
@@ -99,6 +121,41 @@ TOKEN_CACHE_SIZE: Final = 4096
 """At most this many REST tokens (one per endpoint and path) and as many prepared request
 URLs are cached; the oldest go first."""
 USER_AGENT: Final = f"serverless-signalr/{__version__}"
+
+
+def _header_text(text: str) -> str:
+    """``text`` with what can't go in an HTTP header value (controls, non-ASCII) removed."""
+    return " ".join("".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).split())
+
+
+def product_info() -> str:
+    """The ``Asrs-User-Agent`` value: ``serverless-signalr/<version> (<runtime>; <os>;
+    <arch>)``, the shape of the SDK's ``ProductInfo.GetProductInfo`` (Azure/azure-signalr
+    ``src/Microsoft.Azure.SignalR.Common/Utilities/ProductInfo.cs``), with Python's names:
+    e.g. ``serverless-signalr/0.1.0 (CPython 3.12.3; Linux 6.8.0; x86_64)``."""
+    runtime = f"{platform.python_implementation()} {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    parts = "; ".join(
+        _header_text(part) or "unknown" for part in (runtime, system, platform.machine())
+    )
+    return f"serverless-signalr/{__version__} ({parts})"
+
+
+ASRS_USER_AGENT: Final = product_info()
+"""What every REST call sends in ``Asrs-User-Agent``."""
+
+# ``x-ms-error-code`` values (lower-cased) that make a 404 an answer, per operation
+# (Azure/azure-signalr ``src/Microsoft.Azure.SignalR.Common/Constants.cs`` ``ErrorCodes``;
+# who expects which: ``src/Microsoft.Azure.SignalR.Management/RestHubLifetimeManager.cs``).
+_CONNECTION_NOT_EXISTED: Final = frozenset({"warning.connection.notexisted"})
+_USER_NOT_EXISTED: Final = frozenset({"warning.user.notexisted"})
+_GROUP_NOT_EXISTED: Final = frozenset({"warning.group.notexisted"})
+_USER_NOT_IN_GROUP: Final = frozenset({"info.user.notingroup"})
+_ADD_CONNECTION_NOT_EXISTED: Final = frozenset({"error.connection.notexisted"})
+# Not in the SDK (it expects no 404 there): see the module docstring.
+_LEAVE_CONNECTION_ABSENT: Final = frozenset(
+    {"warning.connection.notexisted", "info.connection.notingroup"}
+)
 
 _JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
 _ERROR_DETAIL_LIMIT: Final = 300
@@ -276,6 +333,12 @@ def _payload(target: str, arguments: Sequence[Any]) -> bytes:
     return text.encode("utf-8")
 
 
+def _first_error_code(response: httpx.Response) -> str | None:
+    """The first ``x-ms-error-code`` header value, lower-cased (``None`` without one)."""
+    values = response.headers.get_list("x-ms-error-code")
+    return values[0].strip().lower() if values else None
+
+
 def _short(path: str) -> str:
     if len(path) <= _PATH_IN_MESSAGE_LIMIT:
         return path
@@ -421,7 +484,7 @@ class SignalRService:
         async with httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(settings.http_timeout),
-            headers={"user-agent": USER_AGENT},
+            headers={"user-agent": USER_AGENT, "asrs-user-agent": ASRS_USER_AGENT},
             trust_env=False,
         ) as client:
             service = cls(settings, client)
@@ -519,7 +582,11 @@ class SignalRService:
         if cached is not None and cached[2] > now:
             return cached[0], cached[1]
         token, valid_until = self._token_entry(index, path_and_query)
-        header_values = {"authorization": "Bearer " + token, "user-agent": USER_AGENT}
+        header_values = {
+            "authorization": "Bearer " + token,
+            "user-agent": USER_AGENT,
+            "asrs-user-agent": ASRS_USER_AGENT,
+        }
         if has_body:
             header_values["content-type"] = _JSON_CONTENT_TYPE
         prepared = (httpx.URL(url), httpx.Headers(header_values), valid_until)
@@ -549,7 +616,7 @@ class SignalRService:
         *,
         query: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
-        ok_statuses: Sequence[int] = (),
+        expected_404: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
     ) -> int:
         """Make one REST call to endpoint ``index``, with retries; return the status.
@@ -557,7 +624,8 @@ class SignalRService:
         Args:
             path: the percent-encoded path, e.g. ``/api/hubs/chat/:send``.
             query: parameters added after the token is made (not part of ``aud``).
-            ok_statuses: non-2xx statuses that are answers, not errors (404 for exists).
+            expected_404: lower-cased ``x-ms-error-code`` values that make a 404 an
+                answer (returned as 404), not an error; see the module docstring.
         """
         policy = retry or self._retry
         endpoint = self._endpoints.endpoints[index]
@@ -590,7 +658,9 @@ class SignalRService:
                 cause: BaseException = exc
             else:
                 status = response.status_code
-                if 200 <= status < 300 or status in ok_statuses:
+                if 200 <= status < 300 or (
+                    status == 404 and expected_404 and _first_error_code(response) in expected_404
+                ):
                     self._endpoints.record(index, online=True)
                     return status
                 error = _error_from_response(response, method, path)
@@ -620,6 +690,23 @@ class SignalRService:
             )
             await asyncio.sleep(delay)
 
+    def _route(self, method: str, path: str) -> list[int]:
+        """The endpoints a call goes to (the online ones); warn about skipped ones."""
+        called, skipped = self._endpoints.route()
+        for index in skipped:
+            count = self._endpoints.note_skipped(index)
+            if count is not None:
+                logger.warning(
+                    "%s %s skipped endpoint %s: it is offline since a health check or a "
+                    "call failed (%d call(s) skipped since the last warning); clients "
+                    "connected to it miss these messages until it is healthy again",
+                    method,
+                    _short(path),
+                    self._endpoint_label(index),
+                    count,
+                )
+        return called
+
     async def _everywhere(
         self,
         method: str,
@@ -628,25 +715,48 @@ class SignalRService:
         *,
         query: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
-        ok_statuses: Sequence[int] = (),
+        expected_404: frozenset[str] = frozenset(),
     ) -> list[int]:
-        """Make the call on every endpoint; raise if any endpoint failed."""
-        return await _all(
-            [
-                self._call(
-                    index, method, path, kind, query=query, body=body, ok_statuses=ok_statuses
-                )
-                for index in range(len(self._endpoints))
-            ],
-            "endpoints",
-        )
+        """Make the call on every online endpoint.
 
-    async def _exists(self, path: str) -> bool:
-        """``HEAD`` on every endpoint: ``True`` when any answers 200, ``False`` on 404s."""
+        A send succeeds when at least one endpoint accepted it: the ones that failed are
+        logged (a partial delivery) and are offline until a health check finds them
+        healthy. Any other call raises when any endpoint failed.
+        """
+        indices = self._route(method, path)
+        calls = [
+            self._call(index, method, path, kind, query=query, body=body, expected_404=expected_404)
+            for index in indices
+        ]
+        if kind is not CallKind.SEND or len(calls) == 1:
+            return await _all(calls, "endpoints")
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        statuses = [r for r in results if not isinstance(r, BaseException)]
+        if statuses and len(statuses) < len(results):
+            for index, result in zip(indices, results, strict=True):
+                if isinstance(result, BaseException):
+                    logger.warning(
+                        "partial delivery: %s %s was accepted by %d of %d endpoints; "
+                        "endpoint %s failed: %s",
+                        method,
+                        _short(path),
+                        len(statuses),
+                        len(results),
+                        self._endpoint_label(index),
+                        result,
+                    )
+            return statuses
+        _raise_failures(results, "endpoints")
+        return statuses
+
+    async def _exists(self, path: str, expected_404: frozenset[str]) -> bool:
+        """``HEAD`` on every online endpoint: ``True`` when any answers 200, ``False`` when
+        all answer a 404 with the expected error code; anything else raises."""
+        indices = self._route("HEAD", path)
         results = await asyncio.gather(
             *(
-                self._call(index, "HEAD", path, CallKind.OTHER, ok_statuses=(404,))
-                for index in range(len(self._endpoints))
+                self._call(index, "HEAD", path, CallKind.OTHER, expected_404=expected_404)
+                for index in indices
             ),
             return_exceptions=True,
         )
@@ -812,28 +922,29 @@ class SignalRService:
     async def add_connection_to_group(self, hub: str, group: str, connection_id: str) -> None:
         """Add a connection to a group.
 
-        Raises:
-            ServiceNotFoundError: no endpoint knows the connection.
+        A connection that has already gone (404 ``Error.Connection.NotExisted``) is not an
+        error, as in the SDK's ``AddToGroupAsync``; with several endpoints the connection
+        lives on one of them and the others answer so too.
         """
         path = self._group_connection_path(hub, group, connection_id)
-        # With several endpoints the connection lives on one of them; the others say 404.
-        statuses = await self._everywhere("PUT", path, CallKind.OTHER, ok_statuses=(404,))
-        if all(status == 404 for status in statuses):
-            raise ServiceNotFoundError(
-                f"Connection {connection_id!r} of hub {hub!r} was not found, so it can't "
-                f"join group {group!r}.",
-                status_code=404,
-            )
+        await self._everywhere(
+            "PUT", path, CallKind.OTHER, expected_404=_ADD_CONNECTION_NOT_EXISTED
+        )
 
     async def remove_connection_from_group(self, hub: str, group: str, connection_id: str) -> None:
-        """Remove a connection from a group; a connection not in it is not an error."""
+        """Remove a connection from a group; a connection that is not in it or has gone
+        (a 404 saying so) is not an error."""
         path = self._group_connection_path(hub, group, connection_id)
-        await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
+        await self._everywhere(
+            "DELETE", path, CallKind.OTHER, expected_404=_LEAVE_CONNECTION_ABSENT
+        )
 
     async def remove_connection_from_all_groups(self, hub: str, connection_id: str) -> None:
-        """Remove a connection from every group it is in."""
+        """Remove a connection from every group it is in (gone: not an error)."""
         path = self._connection_path(hub, connection_id) + "/groups"
-        await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
+        await self._everywhere(
+            "DELETE", path, CallKind.OTHER, expected_404=_LEAVE_CONNECTION_ABSENT
+        )
 
     async def add_user_to_group(
         self, hub: str, group: str, user_id: str, *, ttl: float | None = None
@@ -854,24 +965,30 @@ class SignalRService:
         await self._everywhere("PUT", path, CallKind.OTHER, query=query)
 
     async def remove_user_from_group(self, hub: str, group: str, user_id: str) -> None:
-        """Remove a user from a group; a user not in it is not an error."""
+        """Remove a user from a group (the service answers 204 whether or not it was in).
+        Any 404 raises, as in the SDK's ``UserRemoveFromGroupAsync``."""
         path = self._user_group_path(hub, group, user_id)
-        await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
+        await self._everywhere("DELETE", path, CallKind.OTHER)
 
     async def remove_user_from_all_groups(self, hub: str, user_id: str) -> None:
-        """Remove a user from every group."""
+        """Remove a user from every group (any 404 raises, as in the SDK)."""
         path = self._user_path(hub, user_id) + "/groups"
-        await self._everywhere("DELETE", path, CallKind.OTHER, ok_statuses=(404,))
+        await self._everywhere("DELETE", path, CallKind.OTHER)
 
     # -- close ----------------------------------------------------------------------------
 
     async def close_connection(
         self, hub: str, connection_id: str, *, reason: str | None = None
     ) -> None:
-        """Close one client connection, telling the client ``reason``."""
+        """Close one client connection, telling the client ``reason``; a connection that
+        has gone (404 ``Warning.Connection.NotExisted``) is not an error."""
         path = self._connection_path(hub, connection_id)
         await self._everywhere(
-            "DELETE", path, CallKind.OTHER, query=self._reason(reason), ok_statuses=(404,)
+            "DELETE",
+            path,
+            CallKind.OTHER,
+            query=self._reason(reason),
+            expected_404=_CONNECTION_NOT_EXISTED,
         )
 
     async def close_all_connections(
@@ -912,20 +1029,22 @@ class SignalRService:
 
     async def connection_exists(self, hub: str, connection_id: str) -> bool:
         """Whether a connection is open (on any endpoint)."""
-        return await self._exists(self._connection_path(hub, connection_id))
+        return await self._exists(
+            self._connection_path(hub, connection_id), _CONNECTION_NOT_EXISTED
+        )
 
     async def user_exists(self, hub: str, user_id: str) -> bool:
         """Whether a user has at least one open connection (on any endpoint)."""
-        return await self._exists(self._user_path(hub, user_id))
+        return await self._exists(self._user_path(hub, user_id), _USER_NOT_EXISTED)
 
     async def group_exists(self, hub: str, group: str) -> bool:
         """Whether a group has at least one connection (on any endpoint)."""
-        return await self._exists(self._group_path(hub, group))
+        return await self._exists(self._group_path(hub, group), _GROUP_NOT_EXISTED)
 
     async def user_in_group(self, hub: str, group: str, user_id: str) -> bool:
         """Whether a user belongs to a group (on any endpoint)."""
         path = self._user_group_path(hub, group, user_id)
-        return await self._exists(path)
+        return await self._exists(path, _USER_NOT_IN_GROUP)
 
     # -- client tokens --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,29 +83,95 @@ async def test_sends_and_group_calls_go_to_every_endpoint(
 async def test_a_connection_lives_on_one_endpoint(
     pair: tuple[RecordingServer, RecordingServer],
 ) -> None:
-    """Adding a connection to a group succeeds when one endpoint knows it; exists is any-of."""
+    """Adding a connection to a group succeeds when the other endpoint answers 404
+    Error.Connection.NotExisted (and when both do: the connection has gone, not an error, as
+    Azure/azure-signalr src/Microsoft.Azure.SignalR.Management/RestHubLifetimeManager.cs
+    AddToGroupAsync); exists is any-of, 'no' only on the expected error code."""
     first, second = pair
-    first.responder = lambda request: Reply(404)
+    gone = Reply(404, headers={"x-ms-error-code": "Error.Connection.NotExisted"})
+    absent = Reply(404, headers={"x-ms-error-code": "Warning.Connection.NotExisted"})
+    first.responder = lambda request: gone if request.method == "PUT" else absent
     async with SignalRService.open(two_endpoint_settings(first, second)) as service:
         await service.add_connection_to_group("chat", "g", "c1")
         assert await service.connection_exists("chat", "c1") is True
+        second.responder = first.responder
+        await service.add_connection_to_group("chat", "g", "c1")
+        assert await service.connection_exists("chat", "c1") is False
         second.responder = lambda request: Reply(404)
         with pytest.raises(ServiceNotFoundError):
-            await service.add_connection_to_group("chat", "g", "c1")
-        assert await service.connection_exists("chat", "c1") is False
+            await service.connection_exists("chat", "c1")
 
 
-async def test_a_failing_endpoint_fails_the_send_after_the_others_got_it(
+def skip_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "skipped endpoint" in r.getMessage()]
+
+
+async def test_a_send_skips_an_endpoint_the_health_check_marked_offline_with_a_warning(
+    pair: tuple[RecordingServer, RecordingServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a failed health check the endpoint gets no sends, group, user, close or
+    existence calls, with one warning per endpoint per interval, as the SDK's default
+    router keeps only online endpoints (Azure/azure-signalr
+    src/Microsoft.Azure.SignalR.Common/EndpointRouters/DefaultMessageRouter.cs); a healthy
+    check brings it back."""
+    first, second = pair
+    caplog.set_level(logging.WARNING, logger="app.services.signalr")
+    second.responder = lambda request: Reply(503)
+    async with SignalRService.open(two_endpoint_settings(first, second)) as service:
+        assert await service.is_healthy() is True
+        assert service.endpoints.is_online(1) is False
+        second.requests.clear()
+        await service.send_to_all("chat", "t", [])
+        await service.send_to_group("chat", "g", "t", [])
+        await service.add_connection_to_group("chat", "g", "c")
+        await service.add_user_to_group("chat", "g", "u")
+        assert await service.user_exists("chat", "u") is True
+        await service.close_connection("chat", "c")
+        assert second.requests == []
+        assert len(first.requests) == 1 + 6  # its health check, then the six calls
+        warnings = skip_warnings(caplog)
+        assert len(warnings) == 1
+        assert "POST /api/hubs/chat/:send skipped endpoint west" in warnings[0]
+        second.responder = None
+        assert await service.is_healthy() is True
+        await service.send_to_all("chat", "t", [])
+    assert [r.raw_path for r in second.requests] == ["/api/health", "/api/hubs/chat/:send"]
+
+
+async def test_a_send_fails_only_when_no_endpoint_accepted_it(
+    pair: tuple[RecordingServer, RecordingServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send one endpoint accepted returns normally, logging the partial delivery and
+    marking the failed endpoint offline (no 503 inviting a duplicating retry); when every
+    endpoint fails, the send raises."""
+    first, second = pair
+    caplog.set_level(logging.WARNING, logger="app.services.signalr")
+    second.responder = lambda request: Reply(503)
+    async with SignalRService.open(two_endpoint_settings(first, second)) as service:
+        await service.send_to_all("chat", "t", [])
+        assert [r.getMessage() for r in caplog.records if "partial delivery" in r.getMessage()]
+        assert service.endpoints.is_online(1) is False
+        assert service.endpoints.is_online(0) is True
+        assert len(first.requests) == 1
+        first.responder = lambda request: Reply(503)
+        with pytest.raises(ServiceUnavailableError):
+            await service.send_to_all("chat", "t", [])
+        # Neither endpoint is online now: both are tried again, and the send fails.
+        with pytest.raises(ServiceUnavailableError, match="2 of 2 endpoints failed"):
+            await service.send_to_all("chat", "t", [])
+
+
+async def test_a_group_call_fails_when_an_online_endpoint_fails(
     pair: tuple[RecordingServer, RecordingServer],
 ) -> None:
-    """When one endpoint is down the send raises, naming how many failed; the other got it."""
+    """Group, user and close calls fail when any endpoint they went to failed, as the SDK's
+    multi-endpoint writer does (Azure/azure-signalr
+    src/Microsoft.Azure.SignalR.Common/ServiceConnections/MultiEndpointMessageWriter.cs)."""
     first, second = pair
     second.responder = lambda request: Reply(503)
     async with SignalRService.open(two_endpoint_settings(first, second)) as service:
         with pytest.raises(ServiceUnavailableError, match="1 of 2 endpoints failed"):
-            await service.send_to_all("chat", "t", [])
-        assert service.endpoints.is_online(1) is False
-        assert service.endpoints.is_online(0) is True
+            await service.add_user_to_group("chat", "g", "u")
     assert len(first.requests) == 1
 
 

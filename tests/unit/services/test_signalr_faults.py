@@ -98,39 +98,12 @@ async def test_error_code_falls_back_to_the_body(server: RecordingServer) -> Non
     assert caught.value.error_code == "InvalidArgument"
 
 
-@pytest.mark.parametrize("headers", [{}, {"x-ms-error-code": "Warning.Group.NotExisted"}])
-async def test_existence_checks_answer_false_on_404(
-    server: RecordingServer, headers: dict[str, str]
-) -> None:
-    """A 404 is a 'no', with or without the service's error code; a 200 is a 'yes'."""
-    async with open_service(server) as service:
-        server.replies = [Reply(404, headers=headers)] * 4
-        assert await service.group_exists("chat", "g") is False
-        assert await service.user_exists("chat", "u") is False
-        assert await service.connection_exists("chat", "c") is False
-        assert await service.user_in_group("chat", "g", "u") is False
-        assert await service.group_exists("chat", "g") is True
-    assert len(server.requests) == 5
-
-
 async def test_existence_check_errors_are_raised(server: RecordingServer) -> None:
     """An existence check that gets 401 raises instead of answering 'no'."""
     server.replies = [Reply(401)]
     async with open_service(server) as service:
         with pytest.raises(ServiceUnauthorizedError):
             await service.connection_exists("chat", "c")
-
-
-async def test_removing_what_is_not_there_is_not_an_error(server: RecordingServer) -> None:
-    """remove_* and close_connection accept a 404; adding an unknown connection raises."""
-    async with open_service(server) as service:
-        server.replies = [Reply(404)] * 3
-        await service.remove_connection_from_group("chat", "g", "c")
-        await service.remove_user_from_group("chat", "g", "u")
-        await service.close_connection("chat", "c")
-        server.replies = [Reply(404, headers={"x-ms-error-code": "Error.Connection.NotExisted"})]
-        with pytest.raises(ServiceNotFoundError, match="not found"):
-            await service.add_connection_to_group("chat", "g", "c")
 
 
 Call = Callable[[SignalRService], Awaitable[None]]

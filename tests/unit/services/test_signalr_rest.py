@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -10,7 +12,13 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 import pytest
 
-from app.services.signalr import TOKEN_CACHE_SIZE, AiohttpTransport, SignalRService
+from app import __version__
+from app.services.signalr import (
+    ASRS_USER_AGENT,
+    TOKEN_CACHE_SIZE,
+    AiohttpTransport,
+    SignalRService,
+)
 from signalr_protocol.errors import InvalidNameError
 from signalr_protocol.tokens import verify_token
 from tests.unit.services.outbound_kit import (
@@ -60,6 +68,32 @@ async def test_send_to_all_request_shape(server: RecordingServer, service: Signa
     assert request.query == "api-version=2022-06-01"
     assert request.headers["content-type"] == "application/json; charset=utf-8"
     assert json.loads(request.body) == {"target": "newMessage", "arguments": [{"text": "hi"}, 2]}
+
+
+async def test_every_call_carries_an_sdk_shaped_asrs_user_agent(
+    server: RecordingServer, service: SignalRService
+) -> None:
+    """Sends, group calls, existence checks and health checks carry Asrs-User-Agent as
+    product/version (runtime; os; arch), the shape of the SDK's ProductInfo.GetProductInfo
+    (Azure/azure-signalr src/Microsoft.Azure.SignalR.Common/Utilities/ProductInfo.cs; sent by
+    src/Microsoft.Azure.SignalR.Management/DependencyInjectionExtensions.cs)."""
+    await service.send_to_all("chat", "t", [])
+    await service.add_user_to_group("chat", "g", "u")
+    await service.group_exists("chat", "g")
+    await service.is_healthy()
+    values = {r.headers.get("asrs-user-agent") for r in server.requests}
+    assert values == {ASRS_USER_AGENT}
+    match = re.fullmatch(
+        r"serverless-signalr/([^ ]+) \(([^;]+); ([^;]+); ([^;]+)\)", ASRS_USER_AGENT
+    )
+    assert match is not None, ASRS_USER_AGENT
+    assert match[1] == __version__
+    assert match[2] == f"{platform.python_implementation()} {platform.python_version()}"
+    assert match[3].startswith(platform.system())
+    assert match[4] == platform.machine()
+    assert {r.headers.get("user-agent") for r in server.requests} == {
+        f"serverless-signalr/{__version__}"
+    }
 
 
 async def test_token_audience_is_the_sdk_one(
@@ -279,7 +313,7 @@ async def test_every_operation_uses_the_documented_route(
     path: str,
     extra: list[tuple[str, str]],
 ) -> None:
-    """Each data-plane operation uses PROTOCOL.md §5.2's method, path and query."""
+    """Each data-plane operation uses docs/protocol.md §5.2's method, path and query."""
     await call(service)
     request = only(server)
     assert (request.method, request.raw_path) == (method, path)
@@ -379,8 +413,9 @@ async def test_generate_client_token_is_a_client_token(service: SignalRService) 
     """generate_client_token mints the negotiate kind of token: client aud, user id, lifetime."""
     token = await service.generate_client_token("Chat", user_id="alice", minutes_to_expire=5)
     claims = verify_token(token, [KEY], audience=None)
-    assert claims["aud"][0] == "http://127.0.0.1/client/?hub=chat"
+    assert claims["aud"] == "http://127.0.0.1/client/?hub=chat"
     assert claims["asrs.s.uid"] == "alice"
+    assert "nameid" not in claims
     assert claims["exp"] - claims["iat"] == 300
     with pytest.raises(ValueError, match="minutes_to_expire"):
         await service.generate_client_token("chat", minutes_to_expire=0)
