@@ -1,4 +1,4 @@
-"""Bodies of the gateway endpoints (ARCHITECTURE.md contracts).
+"""Bodies of the gateway endpoints.
 
 ``POST /api/hubs/{hub}/messages`` takes one :class:`GatewayMessage` or a JSON array of
 them; ``POST /api/hubs/{hub}/groupActions`` one :class:`GatewayGroupAction` or an array.
@@ -6,6 +6,9 @@ Field names are the Functions output binding's (``connectionId``, ``userId``,
 ``groupName``) and, as with the binding's JSON reader, match case-insensitively
 (``Target`` works too). Unknown fields are refused, so a misspelt receiver such as
 ``"group"`` is a 422 instead of a broadcast to everyone.
+
+A form body carries one item as fields named like these keys (read by
+:func:`app.services.gateway.parse_form`) and is validated by the same models.
 """
 
 from __future__ import annotations

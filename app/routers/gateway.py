@@ -1,7 +1,9 @@
 """The gateway: other services send messages and manage groups over HTTP with a key.
 
 ``POST /api/hubs/{hub}/messages`` and ``POST /api/hubs/{hub}/groupActions`` take one
-object or a JSON array (see :mod:`app.models.gateway`). The key comes from the
+object or a JSON array (see :mod:`app.models.gateway`), or one item as the fields of a
+form (``application/x-www-form-urlencoded`` or ``multipart/form-data``: an HTML form,
+``curl -F``). The key comes from the
 ``x-functions-key`` header or the ``?code=`` query parameter, as for an HTTP-triggered
 function, and must be one of ``GATEWAY_API_KEYS``. Logic lives in
 :mod:`app.services.gateway`.
@@ -36,8 +38,12 @@ router = APIRouter(
     dependencies=[Depends(require_gateway_key)],
     responses={
         401: {"description": "No gateway key, a wrong key, or no keys configured."},
-        400: {"description": "The body is not JSON, or a name breaks the service's rules."},
+        400: {
+            "description": "The body is not JSON or not a readable form, or a name breaks "
+            "the service's rules."
+        },
         413: {"description": "The body is larger than SIGNALR_GATEWAY_MAX_BODY_BYTES."},
+        415: {"description": "The Content-Type is neither JSON nor a form."},
         422: {"description": "The body does not match the schema; nothing was applied."},
         502: {"description": "The SignalR Service refused a single-object request."},
         503: {"description": "The SignalR Service could not be reached (after retries)."},
@@ -45,8 +51,13 @@ router = APIRouter(
 )
 
 
-async def read_json_body(request: Request, settings: SettingsDep) -> Any:
-    """The decoded JSON body, refused early when larger than the configured limit."""
+async def read_body(request: Request, settings: SettingsDep) -> Any:
+    """The decoded body (JSON data or form fields), refused early when too large.
+
+    The Content-Type is checked first (415), then the raw bytes are counted against the
+    limit as they arrive (413) whatever the format, then decoded.
+    """
+    fmt = gateway.body_format(request.headers.get("content-type"))
     limit = settings.gateway_max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -58,21 +69,35 @@ async def read_json_body(request: Request, settings: SettingsDep) -> Any:
         if size > limit:
             raise gateway.body_too_large(size, limit)
         chunks.append(chunk)
-    return gateway.decode_body(b"".join(chunks), limit)
+    return await gateway.decode_payload(fmt, request.headers, b"".join(chunks), limit)
 
 
-JsonBody = Annotated[Any, Depends(read_json_body)]
+Body = Annotated[Any, Depends(read_body)]
+
+
+def _form_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as form fields: ``arguments`` is JSON text, ``excluded`` repeats."""
+    properties = dict(schema.get("properties", {}))
+    if "arguments" in properties:
+        properties["arguments"] = {
+            "type": "string",
+            "description": 'The arguments as a JSON array, e.g. ["hello", 1].',
+        }
+    return {**schema, "properties": properties}
 
 
 def _one_or_many(model: type[Any]) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
+    form = {"schema": _form_schema(schema)}
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {
                     "schema": {"anyOf": [schema, {"type": "array", "items": schema}]}
-                }
+                },
+                gateway.FORM_URLENCODED: form,
+                gateway.FORM_MULTIPART: form,
             },
         }
     }
@@ -91,8 +116,12 @@ def _answer(result: GatewayResult, ok_status: int) -> JSONResponse:
     openapi_extra=_one_or_many(GatewayMessage),
     responses={207: {"model": GatewayResult, "description": "Some items of a batch failed."}},
 )
-async def post_messages(hub: str, body: JsonBody, signalr: SignalRDep) -> JSONResponse:
-    """Send one message or an array of messages (202; 207 when some batch items failed)."""
+async def post_messages(hub: str, body: Body, signalr: SignalRDep) -> JSONResponse:
+    """Send one message, an array of messages, or one message from form fields.
+
+    202; 207 when some batch items failed. Form fields: ``target``, ``arguments`` (a JSON
+    array), ``connectionId``, ``userId``, ``groupName``, ``excluded`` (repeatable).
+    """
     messages, is_batch = gateway.parse_items(body, GatewayMessage)
     result = await gateway.send_messages(signalr, hub, messages, is_batch=is_batch)
     return _answer(result, 202)
@@ -106,8 +135,12 @@ async def post_messages(hub: str, body: JsonBody, signalr: SignalRDep) -> JSONRe
     openapi_extra=_one_or_many(GatewayGroupAction),
     responses={207: {"model": GatewayResult, "description": "Some items of a batch failed."}},
 )
-async def post_group_actions(hub: str, body: JsonBody, signalr: SignalRDep) -> JSONResponse:
-    """Apply one group action or an array of them (200; 207 when some batch items failed)."""
+async def post_group_actions(hub: str, body: Body, signalr: SignalRDep) -> JSONResponse:
+    """Apply one group action, an array of them, or one from form fields.
+
+    200; 207 when some batch items failed. Form fields: ``action``, ``groupName``,
+    ``userId``, ``connectionId``.
+    """
     actions, is_batch = gateway.parse_items(body, GatewayGroupAction)
     result = await gateway.apply_group_actions(signalr, hub, actions, is_batch=is_batch)
     return _answer(result, 200)

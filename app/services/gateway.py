@@ -2,6 +2,11 @@
 
 The router (:mod:`app.routers.gateway`) only wires HTTP to these functions.
 
+A body is JSON (one object or an array) or, for callers such as an HTML form or
+``curl -F``, a form (``application/x-www-form-urlencoded`` or ``multipart/form-data``)
+carrying one item as fields; :func:`body_format` tells them apart, :func:`parse_form`
+reads a form, and :func:`parse_items` validates either by the same model rules.
+
 Batches (a JSON array) are validated whole before anything is sent: one invalid item is a
 422 for the request and nothing is applied. Valid items are then applied **in order**, one
 after the other (a later message may depend on an earlier group change), and every item
@@ -14,13 +19,19 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from python_multipart.multipart import parse_options_header
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from app.exceptions import GatewayAuthError, ServiceError, edge_status
+from app.hub.outbound import OutboundService
 from app.models.gateway import (
     MAX_BATCH_ITEMS,
     GatewayGroupAction,
@@ -28,19 +39,26 @@ from app.models.gateway import (
     GatewayMessage,
     GatewayResult,
 )
-from app.services.protocols import OutboundService
 from signalr_protocol.errors import SignalRError
 from signalr_protocol.names import validate_hub_name
 
 __all__ = [
+    "FORM_MULTIPART",
+    "FORM_URLENCODED",
     "KEY_HEADER",
     "KEY_QUERY",
+    "FormFields",
     "GatewayBodyError",
     "GatewayBodyTooLargeError",
+    "GatewayMediaTypeError",
     "apply_group_actions",
+    "body_format",
     "body_too_large",
     "check_gateway_key",
     "decode_body",
+    "decode_payload",
+    "looks_like_json",
+    "parse_form",
     "parse_items",
     "send_messages",
 ]
@@ -53,8 +71,21 @@ KEY_QUERY = "code"
 _M = TypeVar("_M", bound=BaseModel)
 
 
+MAX_FORM_FIELDS = 100
+"""Most fields (and files) one form may carry; one item has at most seven, bar ``excluded``."""
+
+JSON_MEDIA_TYPES = frozenset({"application/json", "text/json", "text/plain"})
+"""Media types read as JSON. ``text/plain`` is what ``fetch`` and ``sendBeacon`` send for a
+string body; a request without ``Content-Type`` is read as JSON too."""
+
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+FORM_MULTIPART = "multipart/form-data"
+
+BodyFormat = Literal["json", "urlencoded", "multipart"]
+
+
 class GatewayBodyError(SignalRError):
-    """The request body is not JSON (400)."""
+    """The request body cannot be read: not JSON, or a malformed form (400)."""
 
     status_code = 400
 
@@ -63,6 +94,19 @@ class GatewayBodyTooLargeError(GatewayBodyError):
     """The request body is larger than ``SIGNALR_GATEWAY_MAX_BODY_BYTES`` (413)."""
 
     status_code = 413
+
+
+class GatewayMediaTypeError(GatewayBodyError):
+    """The request's ``Content-Type`` is neither JSON nor a form (415)."""
+
+    status_code = 415
+
+
+@dataclass(frozen=True, slots=True)
+class FormFields:
+    """The fields of a form body, in order, names as sent; a name may repeat."""
+
+    pairs: tuple[tuple[str, str], ...]
 
 
 def check_gateway_key(configured: Sequence[str], supplied: str | None) -> None:
@@ -120,8 +164,182 @@ def decode_body(body: bytes, limit: int) -> Any:
         raise GatewayBodyError(f"The request body is not valid JSON: {exc}.") from exc
 
 
+def body_format(content_type: str | None) -> BodyFormat:
+    """How to read a body sent with ``content_type``.
+
+    No ``Content-Type``, ``application/json``, any ``+json`` type and ``text/plain`` are
+    JSON; the two form types are forms.
+
+    Raises:
+        GatewayMediaTypeError: any other type (415), with the types that work.
+    """
+    if not content_type or not content_type.strip():
+        return "json"
+    raw, _ = parse_options_header(content_type)
+    media_type = raw.decode("latin-1").strip().lower()
+    if media_type in JSON_MEDIA_TYPES or media_type.endswith("+json"):
+        return "json"
+    if media_type == FORM_URLENCODED:
+        return "urlencoded"
+    if media_type == FORM_MULTIPART:
+        return "multipart"
+    raise GatewayMediaTypeError(
+        f"Content-Type {media_type or content_type!r} is not supported. Send "
+        "application/json (one object or an array of them), or a form "
+        f"({FORM_URLENCODED} or {FORM_MULTIPART}) whose fields carry one item."
+    )
+
+
+def looks_like_json(body: bytes) -> bool:
+    """Whether ``body`` starts like a JSON object or array (no form field name does).
+
+    ``curl -d '{...}'`` without ``-H 'content-type: application/json'`` labels JSON as
+    a URL-encoded form; such a body is read as the JSON it is.
+    """
+    return body.lstrip()[:1] in (b"{", b"[")
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+async def parse_form(
+    fmt: Literal["urlencoded", "multipart"], headers: Mapping[str, str], body: bytes
+) -> FormFields:
+    """Read the fields of a form ``body`` (already size-checked) with Starlette's parsers.
+
+    A URL-encoded form is UTF-8 text; non-ASCII bytes sent raw (``curl -d 'target=é'``)
+    are read as UTF-8, as percent-encoded ones are. A file part (``curl -F
+    arguments=@args.json``) counts as a field whose value is the file's UTF-8 text.
+
+    Raises:
+        GatewayBodyError: a malformed form, too many fields, or text that is not UTF-8.
+    """
+    if fmt == "urlencoded":
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GatewayBodyError(f"The form body is not UTF-8 text: {exc}.") from exc
+        body = _NON_ASCII.sub(lambda byte: b"%%%02X" % byte[0][0], body)
+
+    async def once() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser_headers = Headers(headers=dict(headers))
+    try:
+        if fmt == "multipart":
+            form = await MultiPartParser(
+                parser_headers,
+                once(),
+                max_files=MAX_FORM_FIELDS,
+                max_fields=MAX_FORM_FIELDS,
+                max_part_size=max(len(body), 1),
+            ).parse()
+        else:
+            form = await FormParser(
+                parser_headers, once(), max_fields=MAX_FORM_FIELDS, max_part_size=max(len(body), 1)
+            ).parse()
+    except MultiPartException as exc:
+        raise GatewayBodyError(f"The form body cannot be read: {exc.message}") from exc
+    try:
+        pairs: list[tuple[str, str]] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                try:
+                    value = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise GatewayBodyError(
+                        f"The file sent as form field {name!r} is not UTF-8 text: {exc}."
+                    ) from exc
+            pairs.append((name, value))
+    finally:
+        await form.close()
+    return FormFields(tuple(pairs))
+
+
+async def decode_payload(
+    fmt: BodyFormat, headers: Mapping[str, str], body: bytes, limit: int
+) -> Any:
+    """The decoded body: JSON data, or the :class:`FormFields` of a form.
+
+    Raises:
+        GatewayBodyTooLargeError: over ``limit`` bytes.
+        GatewayBodyError: empty, not JSON, or a malformed form.
+    """
+    if fmt == "json" or (fmt == "urlencoded" and looks_like_json(body)):
+        return decode_body(body, limit)
+    if len(body) > limit:
+        raise body_too_large(len(body), limit)
+    if not body.strip():
+        raise GatewayBodyError(
+            "The request body is empty: send one item as form fields (target=... for a "
+            "message, action=... for a group action)."
+        )
+    return await parse_form(fmt, headers, body)
+
+
+_FORM_JSON_FIELDS = frozenset({"arguments"})
+"""Form fields whose value is JSON text (``arguments=["a", 1]``)."""
+_FORM_LIST_FIELDS = frozenset({"excluded"})
+"""Form fields that may repeat, one value each (or one JSON array)."""
+
+
+def _form_item(form: FormFields, model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON-shaped object a form stands for, for ``model`` to validate.
+
+    Raises:
+        RequestValidationError: (422) a repeated field, or JSON text that is not JSON.
+    """
+    fields = {(field.alias or name).lower() for name, field in model.model_fields.items()}
+    item: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    errors: list[dict[str, Any]] = []
+    for name, value in form.pairs:
+        key = name.lower()
+        if key in _FORM_LIST_FIELDS and key in fields:
+            values = item.setdefault(seen.setdefault(key, name), [])
+            if value.lstrip().startswith("["):
+                try:
+                    values.extend(json.loads(value))
+                except json.JSONDecodeError as exc:
+                    errors.append(_json_error(name, value, "a JSON array of connection ids", exc))
+            else:
+                values.append(value)
+            continue
+        if key in seen:
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": ["body", name],
+                    "msg": f"the field {name!r} is given twice (names are case-insensitive)",
+                    "input": value,
+                }
+            )
+            continue
+        seen[key] = name
+        if key in _FORM_JSON_FIELDS and key in fields:
+            try:
+                item[name] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                errors.append(_json_error(name, value, 'a JSON array, e.g. ["hello", 1]', exc))
+            continue
+        item[name] = value
+    if errors:
+        raise RequestValidationError(errors)
+    return item
+
+
+def _json_error(name: str, value: str, expected: str, exc: Exception) -> dict[str, Any]:
+    return {
+        "type": "json_invalid",
+        "loc": ["body", name],
+        "msg": f"the form field {name!r} must be {expected}: {exc}",
+        "input": value,
+    }
+
+
 def parse_items(payload: Any, model: type[_M]) -> tuple[list[_M], bool]:
-    """Validate one object or an array of objects against ``model``.
+    """Validate one object, an array of objects, or a form's fields against ``model``.
 
     Returns:
         The items, and whether the payload was an array.
@@ -130,6 +348,8 @@ def parse_items(payload: Any, model: type[_M]) -> tuple[list[_M], bool]:
         RequestValidationError: (422) with the location of every problem, as
             ``["body", <index>, <field>]`` for arrays.
     """
+    if isinstance(payload, FormFields):
+        payload = _form_item(payload, model)
     is_batch = isinstance(payload, list)
     raw_items = payload if is_batch else [payload]
     if is_batch and not raw_items:

@@ -398,3 +398,325 @@ async def test_group_actions_need_the_key_too(
     )
     assert response.status_code == 401
     assert server.requests == []
+
+
+# --- Form bodies: one item per request, from an HTML form or curl -F -------------------
+
+CURL_BOUNDARY = "------------------------f4e032331a9d1126"
+
+
+def _curl_form(*fields: tuple[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A multipart body byte for byte as curl 7.88 writes it for ``-F name=value ...``."""
+    parts = b"".join(
+        f'--{CURL_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode()
+        + b"\r\n"
+        for name, value in fields
+    )
+    body = parts + f"--{CURL_BOUNDARY}--\r\n".encode()
+    return body, {**HEADERS, "content-type": f"multipart/form-data; boundary={CURL_BOUNDARY}"}
+
+
+def _urlencoded(body: bytes) -> dict[str, Any]:
+    return {
+        "content": body,
+        "headers": {**HEADERS, "content-type": "application/x-www-form-urlencoded"},
+    }
+
+
+async def test_a_curl_multipart_form_sends_one_message(
+    server: RecordingServer, client: httpx.AsyncClient
+) -> None:
+    """`curl -F target=newMessage -F 'arguments=["a",1]'` sends that message to everyone."""
+    body, headers = _curl_form(("target", "newMessage"), ("arguments", '["a", 1]'))
+    response = await client.post("/api/hubs/chat/messages", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["succeeded"] == 1
+    [request] = server.requests
+    assert request.raw_path == "/api/hubs/chat/:send"
+    assert json.loads(request.body) == {"target": "newMessage", "arguments": ["a", 1]}
+
+
+async def test_an_html_form_picks_receivers_and_repeats_excluded(
+    server: RecordingServer, client: httpx.AsyncClient
+) -> None:
+    """URL-encoded fields pick the group; each repeated excluded field leaves one id out."""
+    response = await client.post(
+        "/api/hubs/chat/messages",
+        data={
+            "Target": "t",
+            "arguments": '[{"text": "hi"}]',
+            "groupName": "g 1",
+            "excluded": ["c1", "c2"],
+        },
+        headers=HEADERS,
+    )
+    assert response.status_code == 202, response.text
+    [request] = server.requests
+    assert request.raw_path == "/api/hubs/chat/groups/g%201/:send"
+    assert request.query == "api-version=2022-06-01&excluded=c1&excluded=c2"
+    assert json.loads(request.body) == {"target": "t", "arguments": [{"text": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "arguments"),
+    [
+        ([("target", "t"), ("userId", "u/1")], "/api/hubs/chat/users/u%2F1/:send", []),
+        (
+            [("target", "t"), ("connectionId", "c1"), ("userId", "u")],
+            "/api/hubs/chat/connections/c1/:send",
+            [],
+        ),
+        ([("target", "t"), ("excluded", '["c1", "c2"]')], "/api/hubs/chat/:send", []),
+        (
+            [("target", "t"), ("arguments", '["\u00e9t\u00e9"]')],
+            "/api/hubs/chat/:send",
+            ["\u00e9t\u00e9"],
+        ),
+    ],
+    ids=["user", "connection first", "excluded as a JSON array", "non-ASCII text"],
+)
+async def test_multipart_fields_follow_the_json_rules(
+    server: RecordingServer,
+    client: httpx.AsyncClient,
+    fields: list[tuple[str, str]],
+    path: str,
+    arguments: list[Any],
+) -> None:
+    """Form fields choose receivers exactly as the JSON keys do."""
+    body, headers = _curl_form(*fields)
+    response = await client.post("/api/hubs/chat/messages", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    [request] = server.requests
+    assert request.raw_path == path
+    assert json.loads(request.body) == {"target": "t", "arguments": arguments}
+    if "JSON array" in str(fields):
+        assert request.query == "api-version=2022-06-01&excluded=c1&excluded=c2"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"target=t&arguments=%5B%22%C3%A9%22%5D",
+        'target=t&arguments=["\u00e9"]'.encode(),
+    ],
+    ids=["percent-encoded", "raw UTF-8 (curl -d)"],
+)
+async def test_urlencoded_text_is_utf_8(
+    server: RecordingServer, client: httpx.AsyncClient, body: bytes
+) -> None:
+    """Non-ASCII text arrives the same whether percent-encoded or sent as raw UTF-8 bytes."""
+    response = await client.post("/api/hubs/chat/messages", **_urlencoded(body))
+    assert response.status_code == 202, response.text
+    assert json.loads(server.requests[0].body) == {"target": "t", "arguments": ["\u00e9"]}
+
+
+async def test_a_file_part_carries_the_arguments(
+    server: RecordingServer, client: httpx.AsyncClient
+) -> None:
+    """`curl -F arguments=@args.json` (a file part) is read as the field's JSON text."""
+    response = await client.post(
+        "/api/hubs/chat/messages",
+        files={
+            "target": (None, "t"),
+            "arguments": ("args.json", b'[{"n": 1}]', "application/json"),
+        },
+        headers=HEADERS,
+    )
+    assert response.status_code == 202, response.text
+    assert json.loads(server.requests[0].body) == {"target": "t", "arguments": [{"n": 1}]}
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "urlencoded"])
+async def test_a_form_applies_one_group_action(
+    server: RecordingServer, client: httpx.AsyncClient, encoding: str
+) -> None:
+    """groupActions takes action, groupName, userId/connectionId as form fields (200)."""
+    fields = {"action": "add", "groupName": "g", "connectionId": "c"}
+    if encoding == "multipart":
+        body, headers = _curl_form(*fields.items())
+        response = await client.post("/api/hubs/chat/groupActions", content=body, headers=headers)
+    else:
+        response = await client.post("/api/hubs/chat/groupActions", data=fields, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    assert [(r.method, r.raw_path) for r in server.requests] == [
+        ("PUT", "/api/hubs/chat/groups/g/connections/c")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("route", "fields", "location"),
+    [
+        ("messages", [("arguments", "[]")], ["body", "target"]),
+        ("messages", [("target", "t"), ("arguments", "hello")], ["body", "arguments"]),
+        ("messages", [("target", "t"), ("arguments", '{"a": 1}')], ["body", "arguments"]),
+        ("messages", [("target", "t"), ("group", "g")], ["body", "group"]),
+        ("messages", [("target", "t"), ("Target", "u")], ["body", "Target"]),
+        ("messages", [("target", "t"), ("userId", "u"), ("excluded", "c")], ["body"]),
+        ("messages", [("target", "t"), ("excluded", "[c1")], ["body", "excluded"]),
+        ("messages", [("target", "t"), ("groupName", "x" * 1025)], ["body", "groupName"]),
+        ("groupActions", [("action", "add"), ("userId", "u")], ["body"]),
+        (
+            "groupActions",
+            [("action", "join"), ("groupName", "g"), ("userId", "u")],
+            ["body", "action"],
+        ),
+        (
+            "groupActions",
+            [("action", "add"), ("groupName", "g"), ("userId", "u"), ("arguments", "[]")],
+            ["body", "arguments"],
+        ),
+    ],
+    ids=[
+        "no target",
+        "arguments not JSON",
+        "arguments not an array",
+        "misspelt receiver",
+        "target twice",
+        "excluded with user",
+        "excluded bad JSON array",
+        "group too long",
+        "add without group",
+        "unknown action",
+        "message field on a group action",
+    ],
+)
+async def test_invalid_form_fields_are_422_and_nothing_is_sent(
+    server: RecordingServer,
+    client: httpx.AsyncClient,
+    route: str,
+    fields: list[tuple[str, str]],
+    location: list[Any],
+) -> None:
+    """Form fields break the same rules as JSON keys: 422 with the field's location."""
+    body, headers = _curl_form(*fields)
+    response = await client.post(f"/api/hubs/chat/{route}", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert location in [error["loc"] for error in response.json()["detail"]]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b"", "application/x-www-form-urlencoded", "empty"),
+        (b"target=t\xff", "application/x-www-form-urlencoded", "not UTF-8"),
+        (b"--x\r\n", "multipart/form-data", "boundary"),
+        (b"no multipart here", "multipart/form-data; boundary=x", "multipart"),
+        (
+            b"--x\r\nContent-Disposition: form-data\r\n\r\nt\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+            "name",
+        ),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="arguments"; filename="a"\r\n\r\n'
+            b"\xff\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+            "not UTF-8",
+        ),
+    ],
+    ids=[
+        "empty",
+        "urlencoded not UTF-8",
+        "no boundary",
+        "malformed",
+        "part without name",
+        "file not UTF-8",
+    ],
+)
+async def test_unreadable_forms_are_400(
+    server: RecordingServer,
+    client: httpx.AsyncClient,
+    content: bytes,
+    content_type: str,
+    message: str,
+) -> None:
+    """A form that cannot be read is a 400 in the gateway's error shape, naming the problem."""
+    response = await client.post(
+        "/api/hubs/chat/messages",
+        content=content,
+        headers={**HEADERS, "content-type": content_type},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "GatewayBodyError"
+    assert message in response.json()["error"]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "urlencoded"])
+async def test_oversize_forms_are_413(
+    server: RecordingServer, client: httpx.AsyncClient, encoding: str
+) -> None:
+    """The body cap counts a form's raw bytes as it does JSON's (413, nothing sent)."""
+    big = "[" + '"x",' * 300_000 + '"x"]'
+    if encoding == "multipart":
+        body, headers = _curl_form(("target", "t"), ("arguments", big))
+        response = await client.post("/api/hubs/chat/messages", content=body, headers=headers)
+    else:
+        response = await client.post(
+            "/api/hubs/chat/messages", data={"target": "t", "arguments": big}, headers=HEADERS
+        )
+    assert response.status_code == 413, response.text
+    assert "SIGNALR_GATEWAY_MAX_BODY_BYTES" in response.json()["error"]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/xml", "application/octet-stream", "text/html; charset=utf-8"]
+)
+async def test_other_content_types_are_415(
+    server: RecordingServer, client: httpx.AsyncClient, content_type: str
+) -> None:
+    """A body that is neither JSON nor a form is a 415 that names the types accepted."""
+    response = await client.post(
+        "/api/hubs/chat/messages",
+        content=b'{"target": "t"}',
+        headers={**HEADERS, "content-type": content_type},
+    )
+    assert response.status_code == 415, response.text
+    body = response.json()
+    assert body["type"] == "GatewayMediaTypeError"
+    assert "application/json" in body["error"]
+    assert "multipart/form-data" in body["error"]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+    ],
+    ids=["none", "json", "+json", "text/plain (fetch)", "urlencoded (curl -d)"],
+)
+async def test_json_bodies_are_read_whatever_the_json_label(
+    server: RecordingServer, client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    """A JSON body without a type, as text/plain, or as curl -d's default form type is JSON."""
+    headers = dict(HEADERS)
+    if content_type is not None:
+        headers["content-type"] = content_type
+    response = await client.post(
+        "/api/hubs/chat/messages",
+        content=b' [{"target": "t", "arguments": [1]}]',
+        headers=headers,
+    )
+    assert response.status_code == 202, response.text
+    assert json.loads(server.requests[0].body) == {"target": "t", "arguments": [1]}
+
+
+async def test_openapi_lists_the_form_types(client: httpx.AsyncClient) -> None:
+    """/openapi.json offers both form types, with arguments as JSON text."""
+    spec = (await client.get("/openapi.json")).json()
+    content = spec["paths"]["/api/hubs/{hub}/messages"]["post"]["requestBody"]["content"]
+    assert set(content) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    }
+    form = content["multipart/form-data"]["schema"]["properties"]
+    assert form["arguments"]["type"] == "string"
+    assert "415" in spec["paths"]["/api/hubs/{hub}/groupActions"]["post"]["responses"]
