@@ -1,7 +1,9 @@
 """When to retry a SignalR Service REST call, and how long to wait.
 
-The rules follow Microsoft's SDK (Functions extension 1.12+, ``ServiceManagerRetryOptions``),
-made explicit:
+The status rules start from Microsoft's Management SDK (Azure/azure-signalr
+``src/Microsoft.Azure.SignalR.Management/DependencyInjectionExtensions.cs``: sends retried
+on status > 500 only, other calls on >= 500 or 408; ``Resilient/RetryHttpMessageHandler.cs``)
+and differ from it on purpose where a retry cannot duplicate a delivery:
 
 * **Message sends** (``:send`` to all / a user / a group / a connection) are retried only
   when the service surely did not deliver: a status **above** 500 (502, 503, 504, ...),
@@ -10,6 +12,12 @@ made explicit:
   out. For the same reason a *read* timeout on a send is not retried either.
 * **Every other call** (group membership, close, existence checks) is idempotent and is also
   retried on ``500``, ``408`` and any timeout.
+* **Where the SDK differs:** it retries nothing unless ``RetryOptions`` (Functions:
+  ``AzureSignalRRetry``) is set; it never retries a ``429`` (below 500) nor a refused or
+  dropped connection (``HttpRequestException`` is not caught), only its own per-attempt
+  timeout for non-send calls; its delays are fixed or exponential without jitter and
+  ignore ``Retry-After``. We retry by default, on ``429`` (never accepted) and on
+  connect errors (never sent), because neither can duplicate a message.
 * ``429`` waits for ``Retry-After`` (seconds or an HTTP date) when the service sends it,
   capped by ``max_delay``; without it, the normal back-off applies.
 * Attempts (``max_attempts``, the first call included) and the total time (``max_total``,
