@@ -1,4 +1,4 @@
-"""``python -m app``: the backend on port 7071, plus the embedded emulator when no service is set.
+"""``serverless-signalr`` (or ``python -m app``): the backend on 7071, and the embedded emulator.
 
 With ``AzureSignalRConnectionString`` (or ``Azure__SignalR__Endpoints__*``) set, only the
 backend runs and talks to that service. Without it, the local emulator runs too, on
@@ -6,52 +6,52 @@ backend runs and talks to that service. Without it, the local emulator runs too,
 webhook at ``http://127.0.0.1:<port>/runtime/webhooks/signalr``. A gateway key is generated
 for that local setup when ``GATEWAY_API_KEYS`` is unset, and printed.
 
-Both listening sockets are bound before anything starts, so a busy port is reported at once
-and port ``0`` (any free port) works for both. Ctrl-C or SIGTERM stops the emulator first,
-then the backend, each with a bounded grace period; a second Ctrl-C forces the exit.
+The launcher is the emulator's (:mod:`emulator.runner`, :mod:`emulator.logs`): both listening
+sockets are bound before anything starts, so a busy port is reported at once and port ``0``
+(any free port) works for both; the settings of both servers are built here and passed to
+them. Ctrl-C or SIGTERM stops the emulator first, then the backend, each with a bounded grace
+period; a second Ctrl-C forces the exit. This is the only module of ``app`` that imports
+``emulator``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import logging.config
 import os
 import re
 import secrets
-import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
-from app.settings import Settings, get_settings
+from app.main import create_app
+from app.settings import Settings
+from emulator.errors import EmulatorError
+from emulator.logs import configure_logging
+from emulator.runner import (
+    EmulatorServer,
+    Server,
+    ServerGroup,
+    bind_socket,
+    server_config,
+    uvicorn_config,
+)
+from emulator.server import create_app as create_emulator
+from emulator.settings import EmulatorSettings
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
-__all__ = ["Runner", "bind_socket", "build_runner", "main", "mask_connection_string"]
-
-logger = logging.getLogger("app.run")
+__all__ = ["build_runner", "emulator_settings", "main", "mask_connection_string"]
 
 GRACEFUL_SHUTDOWN_SECONDS = 3
 """How long open connections (SSE, long polling, WebSockets) get to finish on shutdown."""
 
-EMULATOR_UVICORN_OPTIONS: dict[str, Any] = {
-    "ws": "websockets-sansio",
-    # The service does not compress, and its keep-alive is the hub protocol's Ping.
-    "ws_per_message_deflate": False,
-    "ws_ping_interval": None,
-    "ws_max_size": 16 * 1024 * 1024,
-}
-"""uvicorn options for the embedded emulator (as ``python -m emulator`` runs it)."""
-
 _SECRET_SEGMENT = re.compile(r"(?i)\b(accesskey|clientsecret)=([^;]*)")
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+_PLACEHOLDER_EMULATOR_PORT = 8888
+"""Stands for port 0 until the socket is bound: a connection string needs a real port."""
 
 
 def mask_connection_string(text: str) -> str:
@@ -76,35 +76,6 @@ def mask_connection_string(text: str) -> str:
     return _SECRET_SEGMENT.sub(hide, text)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket for uvicorn.
-
-    Args:
-        host: the address to listen on (``127.0.0.1``, ``0.0.0.0``, ``::``...).
-        port: the port; ``0`` picks a free one (read it back with ``getsockname()``).
-
-    Returns:
-        A bound, listening, non-blocking socket; the caller closes it.
-
-    Raises:
-        OSError: the address is in use or cannot be bound.
-    """
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        if sys.platform != "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def _port_of(sock: socket.socket) -> int:
     port: int = sock.getsockname()[1]
     return port
@@ -127,174 +98,13 @@ def _browser_host(host: str) -> str:
     return _url_host(host, "localhost")
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to :class:`Runner` (two servers, one loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@dataclass(slots=True)
-class _Member:
-    name: str
-    server: _Server
-    sock: socket.socket
-    before_stop: Callable[[], None] | None = None
-    task: asyncio.Task[None] | None = None
-
-
-class Runner:
-    """Runs the backend and, optionally, the emulator as two uvicorn servers in one loop.
-
-    Call :meth:`run` from the main thread; it returns the process exit status.
-    """
-
-    def __init__(self) -> None:
-        self._members: list[_Member] = []
-        self._stop = asyncio.Event()
-        self._signals = 0
-
-    def add(
-        self,
-        name: str,
-        app: Any,
-        sock: socket.socket,
-        *,
-        before_stop: Callable[[], None] | None = None,
-        **config: Any,
-    ) -> None:
-        """Serve ``app`` on the already bound ``sock`` (started in the order added).
-
-        Args:
-            name: for log lines.
-            app: the ASGI application.
-            sock: a bound, listening socket (see :func:`bind_socket`).
-            before_stop: called just before the server is told to stop, e.g. to end
-                long-lived responses (SSE, long polling) that would otherwise hold the
-                graceful shutdown until its timeout.
-            **config: extra ``uvicorn.Config`` options.
-        """
-        options: dict[str, Any] = {
-            "lifespan": "on",
-            "log_config": None,
-            "access_log": False,
-            "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
-            "server_header": False,
-            **config,
-        }
-        uvicorn_config = uvicorn.Config(app, **options)
-        self._members.append(_Member(name, _Server(uvicorn_config), sock, before_stop))
-
-    def request_stop(self) -> None:
-        """Begin a graceful stop (what Ctrl-C and SIGTERM do)."""
-        self._signals += 1
-        if self._signals > 1:
-            logger.warning("second stop request: forcing exit")
-            for member in self._members:
-                member.server.force_exit = True
-        self._stop.set()
-
-    async def run(self, on_started: Any = None) -> int:
-        """Start every server, wait for a stop request or a failure, then stop them all.
-
-        Args:
-            on_started: called (no arguments) once every server accepts connections.
-
-        Returns:
-            0 after a requested stop, 1 when a server failed to start or stopped by itself.
-        """
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
-                installed.append(sig)
-        failed = False
-        try:
-            for member in self._members:
-                member.task = asyncio.create_task(self._serve(member), name=f"serve-{member.name}")
-                if not await self._started(member):
-                    break
-            else:
-                if on_started is not None:
-                    on_started()
-                failed = await self._wait_for_stop()
-        finally:
-            # The emulator (added last) stops first, so its disconnect webhooks still find
-            # the backend; then the backend.
-            for member in reversed(self._members):
-                if await self._shutdown(member):
-                    failed = True
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        return 1 if failed else 0
-
-    @staticmethod
-    async def _serve(member: _Member) -> None:
-        try:
-            await member.server.serve(sockets=[member.sock])
-        except SystemExit as exc:
-            # uvicorn exits the process when the app's lifespan start-up fails; here that
-            # would tear the loop down under the other server, so make it a plain failure.
-            raise RuntimeError(f"{member.name} failed to start (exit status {exc.code})") from None
-
-    async def _started(self, member: _Member) -> bool:
-        """Wait until ``member`` accepts connections; False if it failed or a stop came first."""
-        assert member.task is not None
-        while not member.server.started:
-            if member.task.done() or self._stop.is_set():
-                return False
-            await asyncio.sleep(0.02)
-        return True
-
-    async def _wait_for_stop(self) -> bool:
-        """Wait for a stop request; True when a server ended on its own instead."""
-        stop = asyncio.create_task(self._stop.wait())
-        tasks = {m.task for m in self._members if m.task is not None}
-        done, _ = await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop
-        ended = [m.name for m in self._members if m.task in done]
-        if ended:
-            logger.error("server stopped unexpectedly: %s", ", ".join(ended))
-            return True
-        return False
-
-    async def _shutdown(self, member: _Member) -> bool:
-        """Stop one server; True when it had failed."""
-        server = member.server
-        server.should_exit = True
-        logger.debug("stopping %s", member.name)
-        if member.before_stop is not None and server.started:
-            # First let uvicorn stop accepting (it checks should_exit every 0.1 s), so no
-            # client reconnects in between; then end the long-lived responses it waits for.
-            for _ in range(50):
-                if not any(s.is_serving() for s in getattr(server, "servers", [])):
-                    break
-                await asyncio.sleep(0.02)
-            try:
-                member.before_stop()
-            except Exception:
-                logger.exception("%s: preparing to stop failed", member.name)
-        try:
-            if member.task is not None:
-                await asyncio.wait_for(member.task, timeout=GRACEFUL_SHUTDOWN_SECONDS + 10)
-        except (Exception, SystemExit) as exc:  # startup failures exit via SystemExit
-            logger.error("%s server failed: %r", member.name, exc)
-            return True
-        finally:
-            member.sock.close()
-        return False
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m app",
+        prog="serverless-signalr",
         description=(
             "Run the backend (default port 7071). Without AzureSignalRConnectionString, the "
-            "local SignalR Service emulator runs too (default port 8888)."
+            "local SignalR Service emulator runs too (default port 8888). Also runs as "
+            "python -m app."
         ),
     )
     parser.add_argument("--host", help="address to listen on (SIGNALR_HOST, 127.0.0.1)")
@@ -303,37 +113,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--emulator-port", type=int, help="embedded emulator port (SIGNALR_EMULATOR_PORT, 8888)"
     )
     return parser.parse_args(argv)
-
-
-def _configure_logging(level: str) -> None:
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {
-                "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
-            },
-            # The embedded emulator's WebSocket / SSE URLs carry access_token in the query,
-            # and uvicorn logs request paths: mask tokens before any record is written.
-            "filters": {"redact": {"()": "emulator.logs.RedactTokens"}},
-            "handlers": {
-                "stdout": {
-                    "class": "logging.StreamHandler",
-                    "formatter": "plain",
-                    "stream": "ext://sys.stdout",
-                    "filters": ["redact"],
-                },
-            },
-            "root": {"level": level.upper(), "handlers": ["stdout"]},
-            "loggers": {
-                # uvicorn's own handlers are off (log_config=None): everything goes to root.
-                "uvicorn.error": {"level": "WARNING" if level != "debug" else "DEBUG"},
-                # One line per outbound request is noise; failures are logged by the callers.
-                "httpx": {"level": "WARNING" if level != "debug" else "DEBUG"},
-                "httpcore": {"level": "WARNING"},
-            },
-        }
-    )
 
 
 def _banner(
@@ -383,28 +162,31 @@ def _banner(
     return "\n".join(lines)
 
 
-def _load_settings(**overrides: Any) -> Settings:
-    get_settings.cache_clear()
-    return Settings(**overrides)
+def _wants_any_emulator_port(args: argparse.Namespace) -> bool:
+    """True when the embedded emulator is to listen on any free port (port 0)."""
+    if args.emulator_port is not None:
+        return bool(args.emulator_port == 0)
+    return os.environ.get("SIGNALR_EMULATOR_PORT", "").strip() == "0"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m app``; returns the exit status."""
+    """Entry point of ``serverless-signalr`` and ``python -m app``; returns the exit status."""
     args = _parse_args(argv)
-    # Command-line values win over the environment; they are written back to it so that
-    # every Settings() built later in this process (get_settings) agrees.
-    for name, value in (
-        ("SIGNALR_HOST", args.host),
-        ("SIGNALR_PORT", args.port),
-        ("SIGNALR_EMULATOR_PORT", args.emulator_port),
-    ):
-        if value is not None:
-            os.environ[name] = str(value)
-    # Port 0 (any free port) is fine for the emulator, but not in a connection string: use a
-    # placeholder until the socket is bound and the real port is known.
-    any_emulator_port = os.environ.get("SIGNALR_EMULATOR_PORT", "").strip() == "0"
+    # Command-line values win over the environment (and .env), which Settings reads for the rest.
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("emulator_port", args.emulator_port),
+        )
+        if value is not None
+    }
+    any_emulator_port = _wants_any_emulator_port(args)
+    if any_emulator_port:
+        overrides["emulator_port"] = _PLACEHOLDER_EMULATOR_PORT
     try:
-        settings = _load_settings(**({"emulator_port": 8888} if any_emulator_port else {}))
+        settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"Invalid settings:\n{exc}", file=sys.stderr)
         return 2
@@ -432,72 +214,98 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         backend_port = _port_of(backend_sock)
-        emulator_port = _port_of(emulator_sock) if emulator_sock is not None else None
+        overrides["port"] = backend_port
         generated_key: str | None = None
-        os.environ["SIGNALR_PORT"] = str(backend_port)
-        if emulator_port is not None:
-            os.environ["SIGNALR_EMULATOR_PORT"] = str(emulator_port)
+        emulator_port: int | None = None
+        if emulator_sock is not None:
+            emulator_port = _port_of(emulator_sock)
+            overrides["emulator_port"] = emulator_port
             if not settings.gateway_api_keys:
                 # The gateway refuses every call without keys; a local run gets one to try.
                 generated_key = secrets.token_urlsafe(24)
-                os.environ["GATEWAY_API_KEYS"] = generated_key
-        settings = _load_settings()
-        _configure_logging(settings.log_level)
+                overrides["gateway_api_keys"] = [generated_key]
+        settings = Settings(**overrides)
+        configure_logging(
+            settings.log_level,
+            # uvicorn's start-up lines would only repeat the banner.
+            uvicorn_level="debug" if settings.log_level == "debug" else "warning",
+        )
         banner = _banner(settings, backend_port, emulator_port, generated_key)
-        runner = build_runner(settings, backend_sock, emulator_sock)
-        return asyncio.run(runner.run(on_started=lambda: print(banner, flush=True)))
+        try:
+            runner = build_runner(settings, backend_sock, emulator_sock)
+        except (EmulatorError, ValueError) as exc:  # EMULATOR_* settings, EMULATOR_CONFIG's file
+            print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
+            return 2
+        return runner.run(on_started=lambda: print(banner, flush=True))
+    except KeyboardInterrupt:  # before the runner took over signal handling
+        return 130
     finally:
         for sock in sockets:
             sock.close()
 
 
+def emulator_settings(settings: Settings, port: int, backend_port: int) -> EmulatorSettings:
+    """The embedded emulator's settings: the backend's host and key, upstream to its webhook.
+
+    ``EMULATOR_*`` variables set the rest, as for ``signalr-emulator``; ``EMULATOR_CONFIG`` or
+    ``EMULATOR_UPSTREAM_URL`` replace the webhook upstream.
+
+    Args:
+        settings: the backend's settings; their connection string names the emulator's port.
+        port: the emulator's bound port.
+        backend_port: the backend's bound port.
+    """
+    emulator = EmulatorSettings(host=settings.host, port=port, access_key=EMULATOR_ACCESS_KEY)
+    if emulator.config is None and emulator.upstream_url is None:
+        webhook = f"http://{_dial_host(settings.host)}:{backend_port}/runtime/webhooks/signalr"
+        emulator = emulator.model_copy(update={"upstream_url": webhook})
+    return emulator
+
+
 def build_runner(
     settings: Settings, backend_sock: socket.socket, emulator_sock: socket.socket | None
-) -> Runner:
-    """Prepare the servers of ``python -m app`` on already bound sockets.
+) -> ServerGroup:
+    """The servers of ``serverless-signalr`` on already bound sockets.
 
     Args:
         settings: the backend's settings; with an emulator socket, their connection string
-            must point at its port (``SIGNALR_EMULATOR_PORT``).
+            must point at its port (``emulator_port``).
         backend_sock: the backend's listening socket.
         emulator_sock: the embedded emulator's socket, or ``None`` to run the backend only.
 
     Returns:
-        A :class:`Runner`; ``await runner.run()`` serves until a stop is requested.
+        A :class:`~emulator.runner.ServerGroup`: ``run()`` (or ``await serve()``) serves until
+        a stop is requested.
     """
-    from app.main import create_app
-
-    runner = Runner()
-    runner.add("backend", create_app(settings), backend_sock)
+    runner = ServerGroup()
+    backend = create_app(settings)
+    runner.add(
+        "backend",
+        Server(
+            server_config(
+                backend,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                server_header=False,
+            )
+        ),
+        backend_sock,
+    )
     if emulator_sock is None:
         return runner
-
-    from emulator.server import create_app as create_emulator
-    from emulator.settings import EmulatorSettings
-
-    overrides: dict[str, Any] = {
-        "host": settings.host,
-        "port": _port_of(emulator_sock),
-        "access_key": EMULATOR_ACCESS_KEY,
-    }
-    if not {"EMULATOR_CONFIG", "EMULATOR_UPSTREAM_URL"} & set(os.environ):
-        backend = f"{_dial_host(settings.host)}:{_port_of(backend_sock)}"
-        overrides["upstream_url"] = f"http://{backend}/runtime/webhooks/signalr"
-    emulator = create_emulator(EmulatorSettings(**overrides))
+    emulator = create_emulator(
+        emulator_settings(settings, _port_of(emulator_sock), _port_of(backend_sock))
+    )
+    # Added last, so it stops first: its disconnect webhooks still find the backend.
     runner.add(
         "emulator",
-        emulator,
+        EmulatorServer(
+            uvicorn_config(emulator, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS),
+            emulator,
+        ),
         emulator_sock,
-        # Clients get a Close message (reconnect allowed) and their SSE / long-poll
-        # responses end, so the graceful stop does not wait for them.
-        before_stop=emulator.close_connections,
-        **EMULATOR_UVICORN_OPTIONS,
     )
     return runner
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C before the servers took over signal handling
-        sys.exit(130)
+    sys.exit(main())

@@ -1,43 +1,58 @@
-"""``python -m emulator [--host H] [--port P] [--config settings.json]``.
+"""``signalr-emulator [--host H] [--port P] [--config settings.json] [--log-level L]``.
 
-Starts the emulator with uvicorn and prints the connection string to use, e.g.
-``Endpoint=http://127.0.0.1;Port=8888;AccessKey=...;Version=1.0;``. ``--port 0`` picks a
-free port (the printed string names it). Settings not given on the command line come
-from ``EMULATOR_*`` environment variables.
+The same program as ``python -m emulator``. Starts the emulator with uvicorn and prints the
+connection string to use, e.g. ``Endpoint=http://127.0.0.1;Port=8888;AccessKey=...;Version=1.0;``.
+``--port 0`` picks a free port (the printed string names it). Settings not given on the
+command line come from ``EMULATOR_*`` environment variables. Ctrl-C or SIGTERM closes every
+client with a Close message allowing reconnect, then stops; a second one forces the exit.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import EmulatorError
 from .logs import configure_logging
-from .runner import EmulatorServer, bind_socket, uvicorn_config
+from .runner import EmulatorServer, ServerGroup, bind_socket, uvicorn_config
 from .server import create_app
 from .settings import EmulatorSettings
 
-logger = logging.getLogger("emulator.server")
+__all__ = ["main"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m emulator",
-        description="A local Azure SignalR Service (serverless mode).",
+        prog="signalr-emulator",
+        description=(
+            "A local Azure SignalR Service (serverless mode). Also runs as python -m emulator."
+        ),
     )
-    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (default 8888; 0 = any free port)")
+    parser.add_argument("--host", help="interface to listen on (EMULATOR_HOST, 127.0.0.1)")
     parser.add_argument(
-        "--config", type=Path, help="asrs-emulator settings.json (upstream templates)"
+        "--port", type=int, help="TCP port (EMULATOR_PORT, 8888; 0 = any free port)"
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning (default info)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="asrs-emulator settings.json with upstream templates (EMULATOR_CONFIG)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level (default info)",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the emulator until interrupted; returns the exit status."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
     args = _parse(argv)
     configure_logging(args.log_level)
     overrides = {
@@ -52,18 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     except (EmulatorError, ValueError, OSError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     port = sock.getsockname()[1]
     settings = settings.model_copy(update={"port": port})
     app.settings = settings
     print(f"Azure SignalR Service emulator listening on http://{settings.host}:{port}")
     print("Connection string:")
     print(f"  {settings.connection_string(port)}", flush=True)
-    config = uvicorn_config(app, log_level=args.log_level)
+    group = ServerGroup()
+    group.add("emulator", EmulatorServer(uvicorn_config(app), app), sock)
     try:
-        EmulatorServer(config, app).run(sockets=[sock])
-    finally:
-        sock.close()
-    return 0
+        return group.run()
+    except KeyboardInterrupt:  # before the group took over signal handling
+        return 130
 
 
 if __name__ == "__main__":

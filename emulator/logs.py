@@ -1,13 +1,15 @@
-"""Logging setup for ``python -m emulator``: one format, and no access tokens in any line.
+"""The one logging setup of ``signalr-emulator`` and ``serverless-signalr``: no tokens in any line.
 
 Browsers send the access token as an ``access_token`` query parameter on WebSocket and
 Server-Sent Events requests, and uvicorn logs request paths with their query. The
-:class:`RedactTokens` filter masks the value before any handler sees the record.
+:class:`RedactTokens` filter sits on the only handler, so it masks the value in every record,
+whichever logger wrote it, before anything is written.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 
 __all__ = ["RedactTokens", "configure_logging"]
@@ -28,13 +30,41 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    """Log ``emulator.*`` and uvicorn at ``level`` to stderr, tokens redacted."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+def configure_logging(level: str, *, uvicorn_level: str | None = None) -> None:
+    """Send every log record to stderr, one format, tokens redacted.
+
+    Servers are meant to run with ``log_config=None`` (see :func:`emulator.runner.server_config`),
+    so uvicorn's records reach this handler too.
+
+    Args:
+        level: ``debug``, ``info``, ``warning`` or ``error``, for every logger.
+        uvicorn_level: the level of uvicorn's own lines (start-up, shutdown, WebSocket
+            handshakes); ``level`` when not given.
+    """
+    level = level.upper()
+    quiet = "DEBUG" if level == "DEBUG" else "WARNING"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+            },
+            "filters": {"redact": {"()": RedactTokens}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "plain",
+                    "stream": "ext://sys.stderr",
+                    "filters": ["redact"],
+                },
+            },
+            "root": {"level": level, "handlers": ["stderr"]},
+            "loggers": {
+                "uvicorn.error": {"level": (uvicorn_level or level).upper()},
+                # One line per outbound request is noise; the callers log failures.
+                "httpx": {"level": quiet},
+                "httpcore": {"level": "WARNING"},
+            },
+        }
     )
-    redact = RedactTokens()
-    for name in ("", "emulator", "uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(redact)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redact)

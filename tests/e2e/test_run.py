@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -179,10 +180,57 @@ def test_main_refuses_invalid_settings(
     assert "Invalid settings" in err and "only-a-key" not in err
 
 
+def test_embedded_emulator_calls_the_backend_unless_an_upstream_is_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The embedded emulator's upstream is the backend's webhook, unless EMULATOR_* names one."""
+    from app.__main__ import emulator_settings
+    from app.settings import Settings
+
+    for name in ("EMULATOR_CONFIG", "EMULATOR_UPSTREAM_URL", "EMULATOR_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EMULATOR_ACCESS_KEY", "not-the-key-the-backend-uses")
+    settings = Settings(host="0.0.0.0", emulator_port=9100)
+    embedded = emulator_settings(settings, 9100, 7100)
+    assert embedded.upstream_url == "http://127.0.0.1:7100/runtime/webhooks/signalr"
+    assert (embedded.host, embedded.port) == ("0.0.0.0", 9100)
+    assert embedded.access_key == settings.endpoint.access_key == EMULATOR_ACCESS_KEY
+
+    config = tmp_path / "settings.json"
+    monkeypatch.setenv("EMULATOR_CONFIG", str(config))
+    embedded = emulator_settings(settings, 9100, 7100)
+    assert embedded.config == config and embedded.upstream_url is None
+
+
+def test_main_refuses_an_invalid_emulator_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """main() returns 2 with the file's problem when EMULATOR_CONFIG is broken, serving nothing."""
+    from app.__main__ import main
+
+    for name in ("AzureSignalRConnectionString", "EMULATOR_UPSTREAM_URL", "GATEWAY_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    broken = tmp_path / "settings.json"
+    broken.write_text("{nope")
+    monkeypatch.setenv("EMULATOR_CONFIG", str(broken))
+    # main() configures logging for the process: give this one its own configuration back.
+    touched = [logging.getLogger(name) for name in ("", "uvicorn.error", "httpx", "httpcore")]
+    saved = [(logger, logger.level, logger.handlers[:]) for logger in touched]
+    try:
+        assert main(["--port", "0", "--emulator-port", "0"]) == 2
+    finally:
+        for logger, level, handlers in saved:
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+    err = capsys.readouterr().err
+    assert "Invalid emulator settings" in err and "not valid JSON" in err
+
+
 async def test_runner_serves_backend_and_embedded_emulator_in_one_loop() -> None:
     """build_runner's two servers share one loop: the official client invokes echo end to end."""
-    from app.__main__ import bind_socket, build_runner
+    from app.__main__ import build_runner
     from app.settings import Settings
+    from emulator.runner import bind_socket
     from tests.support.node import NodeClient
 
     emulator_sock = bind_socket("127.0.0.1", 0)
@@ -192,7 +240,7 @@ async def test_runner_serves_backend_and_embedded_emulator_in_one_loop() -> None
         assert settings.uses_emulator
         runner = build_runner(settings, backend_sock, emulator_sock)
         started = asyncio.Event()
-        task = asyncio.create_task(runner.run(on_started=started.set))
+        task = asyncio.create_task(runner.serve(on_started=started.set))
         try:
             await asyncio.wait_for(started.wait(), 15)
             base = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"

@@ -9,11 +9,14 @@ commands are run against real servers.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +110,11 @@ def compose() -> dict[str, Any]:
 
 
 def test_services_are_the_emulator_and_the_app(compose: dict[str, Any]) -> None:
-    """The compose file runs exactly two services, `emulator` and `app`, from this repo's image."""
+    """The compose file runs exactly two services, `emulator` and `app`, built from this repo."""
     services = compose["services"]
     assert set(services) == {"emulator", "app"}
     for service in services.values():
-        assert service["build"] == "."
+        assert service["build"]["context"] == "."
 
 
 def test_ports_are_the_contract_ports(compose: dict[str, Any]) -> None:
@@ -122,9 +125,11 @@ def test_ports_are_the_contract_ports(compose: dict[str, Any]) -> None:
 
 
 def test_emulator_command_follows_the_cli_contract(compose: dict[str, Any]) -> None:
-    """The emulator runs as `python -m emulator --host 0.0.0.0 --port 8888 --config FILE`."""
+    """The emulator runs as `signalr-emulator --host 0.0.0.0 --port 8888 --config FILE`."""
     args = command(compose["services"]["emulator"])
-    assert args[:3] == ["python", "-m", "emulator"]
+    assert args[0] == "signalr-emulator"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["scripts"]["signalr-emulator"] == "emulator.__main__:main"
     assert option(args, "--host") == "0.0.0.0"
     assert option(args, "--port") == "8888"
     config = option(args, "--config")
@@ -273,56 +278,157 @@ async def _run(argv: list[str]) -> int:
 # ---- Dockerfile ------------------------------------------------------------------------------
 
 
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined."""
+@dataclass
+class Stage:
+    """One ``FROM`` stage of the Dockerfile: its base, name and (INSTRUCTION, arguments)."""
+
+    base: str
+    name: str | None
+    lines: list[tuple[str, str]]
+
+    def instructions(self, name: str) -> list[str]:
+        """The arguments of every ``name`` instruction of the stage."""
+        return [args for instruction, args in self.lines if instruction == name]
+
+
+def dockerfile_stages() -> list[Stage]:
+    """The Dockerfile's stages in order, continuation lines joined."""
     text = DOCKERFILE.read_text(encoding="utf-8")
     text = re.sub(r"\\\n", " ", text)
-    stages: list[list[tuple[str, str]]] = []
+    stages: list[Stage] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         instruction, _, args = line.partition(" ")
         if instruction.upper() == "FROM":
-            stages.append([])
-        stages[-1].append((instruction.upper(), args.strip()))
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(words[0], name, []))
+        else:
+            stages[-1].lines.append((instruction.upper(), args.strip()))
     return stages
 
 
-def instructions(stage: list[tuple[str, str]], name: str) -> list[str]:
-    """The arguments of every ``name`` instruction of a stage."""
-    return [args for instruction, args in stage if instruction == name]
+def stage(name: str) -> Stage:
+    """The stage called ``name``."""
+    (found,) = [s for s in dockerfile_stages() if s.name == name]
+    return found
 
 
-def test_image_is_slim_python_311_and_installs_the_package() -> None:
-    """The runtime stage is python:3.11-slim, and the package is pip-installed in a build stage."""
+def ancestry(target: Stage) -> list[Stage]:
+    """``target`` and the stages it is built ``FROM``, nearest first."""
+    chain = [target]
+    names = {s.name: s for s in dockerfile_stages() if s.name}
+    while chain[-1].base in names:
+        chain.append(names[chain[-1].base])
+    return chain
+
+
+def image_instructions(target: Stage, name: str) -> list[str]:
+    """The ``name`` instructions that apply to ``target``'s image, inherited ones first."""
+    return [args for s in reversed(ancestry(target)) for args in s.instructions(name)]
+
+
+def copied_from(target: Stage) -> set[str]:
+    """The stages whose files ``target``'s image copies (``COPY --from=...``)."""
+    return {
+        args.split()[0].removeprefix("--from=")
+        for s in ancestry(target)
+        for args in s.instructions("COPY")
+        if args.startswith("--from=")
+    }
+
+
+def healthcheck_command(target: Stage) -> list[str]:
+    """The exec-form command of ``target``'s HEALTHCHECK."""
+    (check,) = image_instructions(target, "HEALTHCHECK")
+    return [str(part) for part in json.loads(check.split(" CMD ", 1)[1])]
+
+
+def exec_form(args: str) -> list[str]:
+    """A ``CMD`` in exec form as an argument list."""
+    value = json.loads(args)
+    assert isinstance(value, list), "use the exec form, so signals reach the server"
+    return [str(part) for part in value]
+
+
+def test_compose_builds_each_service_from_its_own_target(compose: dict[str, Any]) -> None:
+    """`app` builds the default (last) stage `backend`, `emulator` the stage `emulator`."""
     stages = dockerfile_stages()
-    assert instructions(stages[-1], "FROM")[0].split()[0] == "python:3.11-slim"
-    assert any("pip install ." in run for stage in stages for run in instructions(stage, "RUN"))
+    targets = {name: service["build"]["target"] for name, service in compose["services"].items()}
+    assert targets == {"app": "backend", "emulator": "emulator"}
+    assert stages[-1].name == "backend", "docker build without --target gives the backend"
+    assert stage("emulator")  # exists, exactly once
+    images = {service["image"] for service in compose["services"].values()}
+    assert len(images) == 2, "two images: tagging both with one name would overwrite one"
 
 
-def test_image_runs_as_a_non_root_user() -> None:
-    """The runtime stage switches to a non-root user before CMD."""
-    final = dockerfile_stages()[-1]
-    users = instructions(final, "USER")
-    assert users, "no USER instruction in the runtime stage"
+@pytest.mark.parametrize("target", ["backend", "emulator"])
+def test_images_are_slim_python_311_with_the_installed_package(target: str) -> None:
+    """Both images run on python:3.11-slim, with the venv where `pip install .` put the package."""
+    image = stage(target)
+    assert ancestry(image)[-1].base == "python:3.11-slim"
+    sources = copied_from(image)
+    assert sources, "the virtual environment is copied from a build stage"
+    for source in sources - {"browser-client"}:
+        installs = [run for s in ancestry(stage(source)) for run in s.instructions("RUN")]
+        assert any("pip install ." in run for run in installs)
+
+
+@pytest.mark.parametrize("target", ["backend", "emulator"])
+def test_images_run_as_a_non_root_user(target: str) -> None:
+    """Both images switch to a non-root user before their command."""
+    users = image_instructions(stage(target), "USER")
+    assert users, f"no USER instruction for {target}"
     assert users[-1].split(":")[0] not in {"root", "0"}
 
 
-def test_image_has_a_healthcheck_and_exposes_7071() -> None:
-    """The runtime stage exposes 7071 and probes /healthz on it."""
-    final = dockerfile_stages()[-1]
-    exposed = " ".join(instructions(final, "EXPOSE")).split()
-    assert "7071" in exposed
-    (check,) = instructions(final, "HEALTHCHECK")
-    assert "http://127.0.0.1:7071/healthz" in check
+def test_backend_image_has_a_healthcheck_and_exposes_7071() -> None:
+    """The backend image exposes 7071, probes /healthz on it and serves app.main:app."""
+    backend = stage("backend")
+    assert image_instructions(backend, "EXPOSE") == ["7071"]
+    assert "http://127.0.0.1:7071/healthz" in " ".join(healthcheck_command(backend))
+    command = exec_form(backend.instructions("CMD")[-1])
+    assert command[:2] == ["uvicorn", "app.main:app"]
+
+
+def test_emulator_image_runs_signalr_emulator_without_the_backend() -> None:
+    """The emulator image runs `signalr-emulator` on 0.0.0.0:8888 from a venv without `app`."""
+    emulator = stage("emulator")
+    assert image_instructions(emulator, "EXPOSE") == ["8888"]
+    command = exec_form(emulator.instructions("CMD")[-1])
+    assert command[0] == "signalr-emulator"
+    assert option(command, "--host") == "0.0.0.0"
+    assert option(command, "--port") == "8888"
+    (source,) = copied_from(emulator)
+    removal = " ".join(stage(source).instructions("RUN"))
+    assert "rmtree(app.__path__[0])" in removal, "the backend package is removed"
+    assert removal.index("rmtree") < removal.index("signalr-emulator --help"), (
+        "the build proves the emulator starts once the backend is gone"
+    )
+    copies = " ".join(emulator.instructions("COPY"))
+    assert "web" not in copies.split() and "@microsoft/signalr" not in copies
+
+
+@pytest.mark.anyio
+async def test_emulator_image_healthcheck_passes_only_while_the_emulator_serves() -> None:
+    """The emulator image's HEALTHCHECK succeeds against a running emulator and fails after."""
+    from tests.support.emulator import running_emulator
+
+    check = healthcheck_command(stage("emulator"))
+    assert check[0] == "python"
+    async with running_emulator() as emu:
+        argv = [sys.executable, *(p.replace("8888", str(emu.port)) for p in check[1:])]
+        assert (await _run(argv)) == 0
+    assert (await _run(argv)) != 0
 
 
 def test_image_serves_the_page_with_a_local_browser_bundle() -> None:
-    """The image copies web/ and the npm browser bundle where the page router looks for them."""
-    final = dockerfile_stages()[-1]
-    workdir = instructions(final, "WORKDIR")[-1]
-    copies = instructions(final, "COPY")
+    """The backend image copies web/ and the npm browser bundle where the page router looks."""
+    backend = stage("backend")
+    workdir = image_instructions(backend, "WORKDIR")[-1]
+    copies = backend.instructions("COPY")
     assert any(c.split()[-1] in {"./web", f"{workdir}/web"} for c in copies)
     bundle = [c for c in copies if "@microsoft/signalr/dist/browser" in c]
     assert bundle and bundle[0].split()[-1].rstrip("/") in {"./web/vendor", f"{workdir}/web/vendor"}
@@ -332,6 +438,14 @@ def test_image_serves_the_page_with_a_local_browser_bundle() -> None:
     assert vendor_file("signalr.min.js", ROOT / "web") is not None
 
 
+def test_build_stage_copies_every_package_of_the_wheel() -> None:
+    """The build stage copies each package pyproject.toml puts in the wheel (the core included)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    copied = {args.split()[0] for args in stage("build").instructions("COPY")}
+    assert set(packages) <= copied
+
+
 def test_dockerfile_copies_only_what_the_context_keeps() -> None:
     """Every local COPY source exists and is not excluded by .dockerignore."""
     ignored = {
@@ -339,8 +453,8 @@ def test_dockerfile_copies_only_what_the_context_keeps() -> None:
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith(("#", "!"))
     }
-    for stage in dockerfile_stages():
-        for args in instructions(stage, "COPY"):
+    for each in dockerfile_stages():
+        for args in each.instructions("COPY"):
             if args.startswith("--from"):
                 continue
             for source in args.split()[:-1]:

@@ -151,3 +151,35 @@ async def test_stopping_closes_clients_with_reconnect_allowed() -> None:
             proc.terminate()
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
     assert "timeout graceful shutdown exceeded" not in stderr.decode()
+
+
+async def test_serve_runs_in_the_callers_loop_and_stops_gracefully_when_cancelled() -> None:
+    """serve() runs in the caller's loop; cancelling it closes clients with reconnect allowed."""
+    from emulator.runner import bind_socket, serve
+    from emulator.settings import EmulatorSettings
+
+    sock = bind_socket("127.0.0.1", 0)
+    settings = EmulatorSettings(port=sock.getsockname()[1], upstream_url="")
+    endpoint = parse_connection_string(settings.connection_string())
+    task = asyncio.create_task(serve(settings, sock=sock))
+    try:
+        token = mint_client_token(endpoint, "chat")
+        ws_url = endpoint.client_url("chat").replace("http://", "ws://")
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    ws = await connect(f"{ws_url}&access_token={token}")
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        async with ws:
+            await ws.send('{"protocol":"json","version":1}\x1e')
+            assert str(await ws.recv()).startswith("{}")
+            task.cancel()
+            close = json.loads(str(await asyncio.wait_for(ws.recv(), 10)).split("\x1e")[0])
+            assert close["type"] == 7 and close["allowReconnect"] is True
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+    finally:
+        task.cancel()
+        sock.close()
