@@ -1,0 +1,768 @@
+"""Telemetry of the backend: OpenTelemetry traces, Prometheus metrics, JSON logs.
+
+**Traces.** Off unless configured, and then nearly free: with no SDK tracer provider
+installed every helper here returns one shared no-op context manager, so a request pays a
+method call. :func:`configure_tracing` turns tracing on from the standard variables:
+
+* ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set: traces, metrics and logs go to Azure
+  Monitor through Microsoft's OpenTelemetry distribution (``configure_azure_monitor``),
+  an optional extra: ``pip install "serverless-signalr[azure-monitor]"``;
+* else ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``, any installed exporter),
+  ``OTEL_METRICS_EXPORTER`` or ``OTEL_LOGS_EXPORTER`` set, or an OTLP endpoint
+  (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, which implies
+  ``otlp``): the OpenTelemetry SDK configures itself from its own variables
+  (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``,
+  ``OTEL_BSP_*``, ``OTEL_EXPORTER_OTLP_HEADERS`` …). OTLP goes over HTTP/protobuf (the
+  specification's default protocol; the package ships that exporter);
+* ``OTEL_SDK_DISABLED=true`` or none of these: off.
+
+Spans (:class:`Telemetry`): ``negotiate``, the webhook request, the hub method it runs
+(its child) and each REST call the method makes (a child of the method, retries as span
+events). Attributes: hub, category, event, connection id, user id, operation, endpoint,
+status; never tokens, keys or claim values. A ``traceparent`` header on a negotiate or
+webhook request makes its span a child of the caller's trace.
+
+**Metrics.** :class:`BackendMetrics` on its own registry (``GET /metrics``, Prometheus
+text format; ``SIGNALR_METRICS_ENABLED=false`` turns the route off):
+
+=========================================  =========  ================================
+name                                        type       labels
+=========================================  =========  ================================
+``signalr_negotiate_total``                 counter    (none)
+``signalr_negotiate_errors_total``          counter    (none)
+``signalr_webhook_requests_total``          counter    ``category``, ``outcome``
+``signalr_webhook_duration_seconds``        histogram  (none)
+``signalr_rest_requests_total``             counter    ``operation``, ``status``
+``signalr_rest_duration_seconds``           histogram  ``operation``
+``signalr_rest_retries_total``              counter    (none)
+``signalr_fire_and_forget_failures_total``  counter    ``category``
+``signalr_endpoint_online``                 gauge      ``endpoint``
+=========================================  =========  ================================
+
+Label values are bounded: ``category`` is ``connections``, ``messages`` or ``other``;
+``outcome`` one of :data:`WEBHOOK_OUTCOMES`; ``operation`` one of :data:`REST_OPERATIONS`
+(anything else: ``other``); ``status`` an HTTP status code or ``error`` (no answer);
+``endpoint`` a configured endpoint's name or URL (configuration, not callers, sets them).
+No connection id, user id, group or target name is ever a label: an unknown target is a
+``not_found`` outcome. With a metrics exporter configured (Azure Monitor or
+``OTEL_METRICS_EXPORTER``), :func:`bridge_to_opentelemetry` exports the same values there.
+
+**Logs.** ``SIGNALR_LOG_FORMAT=json`` (:func:`configure_log_format`): one JSON object per
+line with the trace and span ids of the current span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from app.exceptions import ConfigurationError
+
+__all__ = [
+    "AZURE_MONITOR_ENV",
+    "INSTRUMENTATION_NAME",
+    "LOG_FORMAT_ENV",
+    "METRICS_CONTENT_TYPE",
+    "METRICS_ENABLED_ENV",
+    "OTHER",
+    "REST_OPERATIONS",
+    "WEBHOOK_CATEGORIES",
+    "WEBHOOK_OUTCOMES",
+    "BackendMetrics",
+    "JsonFormatter",
+    "RestCall",
+    "Telemetry",
+    "TelemetryConfig",
+    "TelemetryError",
+    "bridge_to_opentelemetry",
+    "configure_log_format",
+    "configure_tracing",
+    "current_trace_id",
+    "outcome_for_status",
+]
+
+AZURE_MONITOR_ENV: Final = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+METRICS_ENABLED_ENV: Final = "SIGNALR_METRICS_ENABLED"
+LOG_FORMAT_ENV: Final = "SIGNALR_LOG_FORMAT"
+INSTRUMENTATION_NAME: Final = "serverless_signalr"
+DEFAULT_SERVICE_NAME: Final = "serverless-signalr"
+METRICS_CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+"""The ``Content-Type`` of :meth:`BackendMetrics.render`."""
+
+OTHER: Final = "other"
+WEBHOOK_CATEGORIES: Final = ("connections", "messages")
+WEBHOOK_OUTCOMES: Final = ("ok", "error", "rejected", "unauthorized", "not_found", "bad_request")
+"""``ok``: handled; ``error``: the handler failed or answered an error completion;
+``rejected``: a filter or ``on_connected`` refused (403 or error completion);
+``unauthorized``: 401; ``not_found``: no handler (404); ``bad_request``: 400, 413, 415."""
+
+REST_OPERATIONS: Final = (
+    "send_to_all",
+    "send_to_user",
+    "send_to_group",
+    "send_to_connection",
+    "add_connection_to_group",
+    "remove_connection_from_group",
+    "remove_connection_from_all_groups",
+    "add_user_to_group",
+    "remove_user_from_group",
+    "remove_user_from_all_groups",
+    "close_connection",
+    "close_all_connections",
+    "close_group_connections",
+    "close_user_connections",
+    "connection_exists",
+    "user_exists",
+    "group_exists",
+    "user_in_group",
+    "health",
+    "access_key",
+)
+"""The data-plane REST operations the backend calls (``SignalRService`` method names)."""
+
+_FALSE = frozenset({"0", "false", "no", "off"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+_SIGNAL_EXPORTERS = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")
+
+logger = logging.getLogger("app.telemetry")
+
+
+class TelemetryError(ConfigurationError):
+    """Telemetry is configured in a way this installation cannot honour."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise TelemetryError(f"{name} must be true or false, not {raw!r}.")
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """What the environment asks for.
+
+    Attributes:
+        tracing: ``off``, ``otel`` (the SDK from ``OTEL_*``) or ``azure_monitor``.
+        otlp_implied: an OTLP endpoint is set but no ``OTEL_TRACES_EXPORTER``: export
+            traces over OTLP (the specification's default exporter).
+        metrics_enabled: serve ``GET /metrics`` (``SIGNALR_METRICS_ENABLED``, default on).
+        log_format: ``text`` or ``json`` (``SIGNALR_LOG_FORMAT``).
+    """
+
+    tracing: Literal["off", "otel", "azure_monitor"] = "off"
+    otlp_implied: bool = False
+    metrics_enabled: bool = True
+    log_format: Literal["text", "json"] = "text"
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """Read the configuration (``os.environ`` by default).
+
+        Raises:
+            TelemetryError: a flag or the log format has a value nobody understands.
+        """
+        env = os.environ if env is None else env
+        log_format = (env.get(LOG_FORMAT_ENV) or "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise TelemetryError(f"{LOG_FORMAT_ENV} must be text or json, not {log_format!r}.")
+        metrics_enabled = _flag(env, METRICS_ENABLED_ENV, True)
+        fmt: Literal["text", "json"] = "json" if log_format == "json" else "text"
+        if (env.get(AZURE_MONITOR_ENV) or "").strip():
+            return cls("azure_monitor", False, metrics_enabled, fmt)
+        if _flag(env, "OTEL_SDK_DISABLED", False):
+            return cls("off", False, metrics_enabled, fmt)
+        named = [(env.get(name) or "").strip().lower() for name in _SIGNAL_EXPORTERS]
+        if any(value and value != "none" for value in named):
+            return cls("otel", False, metrics_enabled, fmt)
+        if not named[0] and any((env.get(name) or "").strip() for name in _OTLP_ENDPOINTS):
+            return cls("otel", True, metrics_enabled, fmt)
+        return cls("off", False, metrics_enabled, fmt)
+
+
+_configured: str | None = None
+_configure_lock = threading.Lock()
+
+
+def configure_tracing(config: TelemetryConfig | None = None) -> str:
+    """Install the process's OpenTelemetry providers as the environment asks; once.
+
+    Call it once at start-up, before the app is built (``python -m app`` and
+    ``app.main``). The providers are process-wide; later calls return the first mode.
+
+    Returns:
+        The mode now in force: ``off``, ``otel`` or ``azure_monitor``.
+
+    Raises:
+        TelemetryError: the Azure Monitor extra is not installed, or the SDK refused its
+            configuration (an exporter that is not installed, a bad sampler …).
+    """
+    global _configured
+    with _configure_lock:
+        if _configured is not None:
+            return _configured
+        config = config if config is not None else TelemetryConfig.from_environ()
+        if config.tracing == "azure_monitor":
+            _configure_azure_monitor()
+        elif config.tracing == "otel":
+            _configure_sdk(config.otlp_implied)
+        _configured = config.tracing
+        return _configured
+
+
+def _configure_azure_monitor() -> None:
+    try:
+        from azure.monitor.opentelemetry import configure_azure_monitor
+    except ImportError:
+        raise TelemetryError(
+            f"{AZURE_MONITOR_ENV} is set but the Azure Monitor extra is not installed: "
+            'pip install "serverless-signalr[azure-monitor]"'
+        ) from None
+    resource_attributes = _default_resource_attributes()
+    kwargs: dict[str, Any] = {}
+    if resource_attributes:
+        from opentelemetry.sdk.resources import Resource
+
+        kwargs["resource"] = Resource.create(resource_attributes)
+    try:
+        configure_azure_monitor(**kwargs)  # reads the connection string itself
+    except ValueError as exc:  # a malformed connection string
+        raise TelemetryError(f"{AZURE_MONITOR_ENV} is not usable: {exc}") from None
+
+
+def _default_resource_attributes() -> dict[str, str]:
+    """``service.name`` unless the environment names the service."""
+    if os.environ.get("OTEL_SERVICE_NAME", "").strip():
+        return {}
+    if "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        return {}
+    return {"service.name": DEFAULT_SERVICE_NAME}
+
+
+def _configure_sdk(otlp_implied: bool) -> None:
+    # The SDK's own environment-driven set-up, as `opentelemetry-instrument` runs it: it
+    # reads OTEL_{TRACES,METRICS,LOGS}_EXPORTER through the exporters' entry points, the
+    # sampler, the resource and every exporter variable.
+    from opentelemetry.sdk._configuration import _initialize_components
+
+    # The Python SDK maps a bare `otlp` to gRPC unless told; the package ships the
+    # HTTP/protobuf exporter, the specification's default protocol.
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if not protocol:
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol = "http/protobuf"
+    implied = "otlp_proto_grpc" if protocol.strip() == "grpc" else "otlp_proto_http"
+    try:
+        _initialize_components(
+            trace_exporter_names=[implied] if otlp_implied else None,
+            resource_attributes=_default_resource_attributes() or None,
+        )
+    except (RuntimeError, ValueError, ImportError) as exc:
+        raise TelemetryError(f"OpenTelemetry configuration refused: {exc}") from None
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+class _Bounded:
+    """Maps values onto a fixed set of label values; anything else is :data:`OTHER`."""
+
+    __slots__ = ("_allowed", "_fallback")
+
+    def __init__(self, allowed: Iterable[str], fallback: str = OTHER) -> None:
+        self._allowed = frozenset(allowed)
+        self._fallback = fallback
+
+    def __call__(self, value: str | None) -> str:
+        return value if value is not None and value in self._allowed else self._fallback
+
+
+def _status(status: int | None) -> str:
+    if status is None:
+        return "error"
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def outcome_for_status(status: int) -> str:
+    """The webhook outcome a response status stands for (a 200 is ``ok``; a 200 carrying
+    an error completion is ``error``, which only the dispatcher knows)."""
+    if 200 <= status < 300:
+        return "ok"
+    if status == 401:
+        return "unauthorized"
+    if status == 403:
+        return "rejected"
+    if status == 404:
+        return "not_found"
+    if status in (400, 413, 415):
+        return "bad_request"
+    return "error"
+
+
+class BackendMetrics:
+    """The backend's Prometheus metrics (see the module docstring), on their own registry.
+
+    Args:
+        registry: where to register; by default a new one (one per app, so tests and
+            several apps in a process keep separate counts).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._category = _Bounded(WEBHOOK_CATEGORIES)
+        # An unknown outcome is a bug of the caller; count it as an error, not a new label.
+        self._outcome = _Bounded(WEBHOOK_OUTCOMES, fallback="error")
+        self._operation = _Bounded(REST_OPERATIONS)
+        self.negotiations = Counter(
+            "signalr_negotiate", "Negotiate requests answered with a URL and token.", registry=r
+        )
+        self.negotiate_errors = Counter(
+            "signalr_negotiate_errors", "Negotiate requests answered with an error.", registry=r
+        )
+        self.webhook_requests = Counter(
+            "signalr_webhook_requests",
+            "Upstream webhook requests, by category and outcome.",
+            ("category", "outcome"),
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            "signalr_webhook_duration_seconds",
+            "Time to answer an upstream webhook request (body read to response).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rest_requests = Counter(
+            "signalr_rest_requests",
+            "Data-plane REST calls to the SignalR Service, by operation and final status "
+            "('error': no answer).",
+            ("operation", "status"),
+            registry=r,
+        )
+        self.rest_duration = Histogram(
+            "signalr_rest_duration_seconds",
+            "Data-plane REST call latency, retries included, by operation.",
+            ("operation",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rest_retries = Counter(
+            "signalr_rest_retries", "Data-plane REST attempts that were retried.", registry=r
+        )
+        self.fire_and_forget_failures = Counter(
+            "signalr_fire_and_forget_failures",
+            "Handler failures no client was told about (send invocations, disconnects).",
+            ("category",),
+            registry=r,
+        )
+        self.endpoint_online = Gauge(
+            "signalr_endpoint_online",
+            "1 while the SignalR Service endpoint answers, 0 after a failed call or check.",
+            ("endpoint",),
+            registry=r,
+        )
+        # Pre-bound children for the hot paths (webhook: category x outcome).
+        self._webhook = {
+            (c, o): self.webhook_requests.labels(c, o)
+            for c in (*WEBHOOK_CATEGORIES, OTHER)
+            for o in WEBHOOK_OUTCOMES
+        }
+        self._observe_webhook = self.webhook_duration.observe
+
+    def negotiated(self) -> None:
+        """One negotiate request was answered with a URL and token."""
+        self.negotiations.inc()
+
+    def negotiate_failed(self) -> None:
+        """One negotiate request was answered with an error."""
+        self.negotiate_errors.inc()
+
+    def webhook(self, category: str | None, outcome: str, seconds: float) -> None:
+        """One webhook request was answered."""
+        self._webhook[(self._category(category), self._outcome(outcome))].inc()
+        self._observe_webhook(seconds)
+
+    def fire_and_forget_failed(self, category: str | None) -> None:
+        """A handler failed and no client could be told (logged by the caller)."""
+        self.fire_and_forget_failures.labels(self._category(category)).inc()
+
+    def rest_call(self, operation: str | None, status: int | None, seconds: float) -> None:
+        """One REST call ended (after its retries) with ``status`` (``None``: no answer)."""
+        label = self._operation(operation)
+        self.rest_requests.labels(label, _status(status)).inc()
+        self.rest_duration.labels(label).observe(seconds)
+
+    def rest_retried(self) -> None:
+        """One REST attempt failed and will be retried."""
+        self.rest_retries.inc()
+
+    def endpoint_health(self, endpoint: str, online: bool) -> None:
+        """Record what is known of a configured endpoint's health."""
+        self.endpoint_online.labels(endpoint).set(1 if online else 0)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (the ``GET /metrics`` body)."""
+        return generate_latest(self.registry)
+
+
+def bridge_to_opentelemetry(
+    registry: CollectorRegistry, meter_provider: MeterProvider | None = None
+) -> None:
+    """Export a Prometheus registry's values through OpenTelemetry metrics too.
+
+    Observable instruments read the registry when the metrics exporter collects (Azure
+    Monitor or ``OTEL_METRICS_EXPORTER``), so the request path pays nothing. Counters
+    and gauges keep their names and labels; a histogram is exported as its ``_sum`` and
+    ``_count`` counters. Call once per registry, after :func:`configure_tracing`.
+    """
+    provider = meter_provider if meter_provider is not None else _global_meter_provider()
+    meter = provider.get_meter(INSTRUMENTATION_NAME)
+    for family in list(registry.collect()):
+        name = family.name
+        if family.type == "counter":
+            meter.create_observable_counter(
+                name + "_total",
+                callbacks=[_observer(registry, name, (name + "_total",))],
+                description=family.documentation,
+            )
+        elif family.type == "gauge":
+            meter.create_observable_gauge(
+                name,
+                callbacks=[_observer(registry, name, (name,))],
+                description=family.documentation,
+            )
+        elif family.type == "histogram":
+            for suffix in ("_sum", "_count"):
+                meter.create_observable_counter(
+                    name + suffix,
+                    callbacks=[_observer(registry, name, (name + suffix,))],
+                    description=family.documentation,
+                )
+
+
+def _global_meter_provider() -> MeterProvider:
+    from opentelemetry import metrics
+
+    return metrics.get_meter_provider()
+
+
+def _observer(registry: CollectorRegistry, family: str, samples: tuple[str, ...]) -> Any:
+    def observe(options: CallbackOptions) -> Iterator[Observation]:
+        for metric in registry.collect():
+            if metric.name != family:
+                continue
+            for sample in metric.samples:
+                if sample.name in samples:
+                    yield Observation(sample.value, dict(sample.labels))
+
+    return observe
+
+
+# -- traces -----------------------------------------------------------------------------
+
+_NO_SPAN: Final = contextlib.nullcontext(INVALID_SPAN)
+
+
+class RestCall:
+    """One REST call being made: its span (if tracing), its timing, its retries.
+
+    Made by :meth:`Telemetry.rest_call` and used as a ``with`` block, which starts the
+    span (a child of the current one) and the clock. The caller reports :meth:`retry`
+    before each retry and :meth:`done` with the final status; leaving the block records
+    the call in the metrics (status ``error`` when none was given) and ends the span.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_metrics",
+        "_scope",
+        "_started",
+        "_tracer",
+        "attempts",
+        "operation",
+        "span",
+        "status",
+    )
+
+    def __init__(
+        self,
+        metrics: BackendMetrics | None,
+        tracer: Tracer | None,
+        operation: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._tracer = tracer
+        self._attributes = attributes
+        self._scope: AbstractContextManager[Span] | None = None
+        self._started = 0.0
+        self.operation = operation
+        self.span: Span = INVALID_SPAN
+        self.status: int | None = None
+        self.attempts = 1
+
+    def retry(self, delay: float, reason: str, *, status: int | None = None) -> None:
+        """The attempt failed with ``reason`` (no secrets) and is retried in ``delay`` s."""
+        if self._metrics is not None:
+            self._metrics.rest_retried()
+        if self.span.is_recording():
+            attributes: dict[str, Any] = {
+                "signalr.attempt": self.attempts,
+                "signalr.retry_delay_s": round(delay, 3),
+                "exception.message": reason,
+            }
+            if status is not None:
+                attributes["http.response.status_code"] = status
+            self.span.add_event("retry", attributes)
+        self.attempts += 1
+
+    def done(self, status: int | None) -> None:
+        """The call's final status (``None``: no answer)."""
+        self.status = status
+
+    def __enter__(self) -> RestCall:
+        if self._tracer is not None:
+            self._scope = self._tracer.start_as_current_span(
+                f"SignalR REST {self.operation}",
+                kind=SpanKind.CLIENT,
+                attributes=self._attributes,
+            )
+            self.span = self._scope.__enter__()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        seconds = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.rest_call(self.operation, self.status, seconds)
+        scope = self._scope
+        if scope is None:
+            return
+        span = self.span
+        if span.is_recording():
+            if self.status is not None:
+                span.set_attribute("http.response.status_code", self.status)
+            if self.attempts > 1:
+                span.set_attribute("signalr.attempts", self.attempts)
+            if exc is None and (self.status is None or self.status >= 400):
+                span.set_status(Status(StatusCode.ERROR, f"status {self.status or 'none'}"))
+        self._scope = None
+        scope.__exit__(exc_type, exc, tb)  # records an exception and marks the span failed
+
+
+class Telemetry:
+    """The span helpers and the metrics of one app.
+
+    Args:
+        metrics: the metrics to update; ``None``: metrics are off.
+        tracer_provider: the provider to trace with; by default the global one when an
+            SDK provider is installed (:func:`configure_tracing`), else tracing is off.
+
+    Attributes:
+        tracing: whether spans are recorded (else every span helper is a no-op).
+        metrics: the metrics, or ``None``.
+    """
+
+    def __init__(
+        self,
+        metrics: BackendMetrics | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.metrics = metrics
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self._tracer: Tracer | None = None
+        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            self._tracer = provider.get_tracer(INSTRUMENTATION_NAME)
+        self.tracing = self._tracer is not None
+
+    def _root(
+        self, name: str, headers: Mapping[str, str] | None, attributes: dict[str, Any]
+    ) -> AbstractContextManager[Span]:
+        assert self._tracer is not None
+        parent = None
+        if headers is not None and "traceparent" in headers:
+            parent = propagate.extract(headers)
+            kind = SpanKind.SERVER
+        else:
+            # Under an HTTP server span (FastAPI instrumentation, Azure Monitor) this one
+            # is internal; alone, it is the request.
+            current = trace.get_current_span().get_span_context()
+            kind = SpanKind.INTERNAL if current.is_valid else SpanKind.SERVER
+        return self._tracer.start_as_current_span(
+            name, context=parent, kind=kind, attributes=attributes
+        )
+
+    def negotiate(
+        self, hub: str, user_id: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[Span]:
+        """A span for one negotiate request (``headers``: to continue a caller's trace)."""
+        if self._tracer is None:
+            return _NO_SPAN
+        attributes: dict[str, Any] = {"signalr.hub": hub}
+        if user_id is not None:
+            attributes["enduser.id"] = user_id
+        return self._root("SignalR negotiate", headers, attributes)
+
+    def webhook(
+        self,
+        *,
+        hub: str | None = None,
+        category: str | None = None,
+        event: str | None = None,
+        connection_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[Span]:
+        """A span for one upstream webhook request (its hub method's span is a child)."""
+        if self._tracer is None:
+            return _NO_SPAN
+        label = category if category in WEBHOOK_CATEGORIES else OTHER
+        attributes = _attributes(hub, category, event, connection_id, None)
+        return self._root(f"SignalR webhook {label}", headers, attributes)
+
+    def hub_method(
+        self,
+        hub: str,
+        category: str,
+        event: str,
+        connection_id: str,
+        user_id: str | None = None,
+    ) -> AbstractContextManager[Span]:
+        """A span for the hub method a webhook request runs (call once the handler is
+        found: the span name has the hub and event, so unknown targets never name one)."""
+        if self._tracer is None:
+            return _NO_SPAN
+        return self._tracer.start_as_current_span(
+            f"{hub}.{event}",
+            kind=SpanKind.INTERNAL,
+            attributes=_attributes(hub, category, event, connection_id, user_id),
+        )
+
+    def rest_call(self, operation: str, endpoint: str, method: str = "POST") -> RestCall:
+        """Time one REST call (all its attempts) and trace it as a child of the current
+        span; use it as a ``with`` block (see :class:`RestCall`).
+
+        Args:
+            operation: one of :data:`REST_OPERATIONS`.
+            endpoint: the service endpoint (scheme, host, port: no path, no query).
+            method: the HTTP method.
+        """
+        if self._tracer is None:
+            return RestCall(self.metrics, None, operation)
+        attributes = {
+            "signalr.operation": operation,
+            "server.address": endpoint,
+            "http.request.method": method,
+        }
+        return RestCall(self.metrics, self._tracer, operation, attributes)
+
+    @staticmethod
+    def inject(headers: dict[str, str]) -> None:
+        """Add the current trace context (``traceparent``) to outgoing request headers."""
+        propagate.inject(headers)
+
+    @staticmethod
+    def failed(span: Span, reason: str, exc: BaseException | None = None) -> None:
+        """Mark a span failed (a handler error the dispatcher caught); no secrets."""
+        if span.is_recording():
+            if exc is not None:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, reason))
+
+
+def _attributes(
+    hub: str | None,
+    category: str | None,
+    event: str | None,
+    connection_id: str | None,
+    user_id: str | None,
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for key, value in (
+        ("signalr.hub", hub),
+        ("signalr.category", category),
+        ("signalr.event", event),
+        ("signalr.connection_id", connection_id),
+        ("enduser.id", user_id),
+    ):
+        if value:
+            attributes[key] = value
+    return attributes
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id (32 hex digits), or ``None`` outside a recorded span."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+# -- logs -------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, the current ``trace_id``/``span_id`` when a span is recorded,
+    ``connection_id`` when the record carries one (``extra={"connection_id": ...}``), and
+    ``exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = format(context.trace_id, "032x")
+            entry["span_id"] = format(context.span_id, "016x")
+        connection_id = getattr(record, "connection_id", None)
+        if connection_id is not None:
+            entry["connection_id"] = connection_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_log_format(log_format: str, root: logging.Logger | None = None) -> None:
+    """Use :class:`JsonFormatter` on the root logger's handlers for ``json`` (adding a
+    stderr handler if there is none); ``text`` leaves logging as it is."""
+    if log_format != "json":
+        return
+    root = root if root is not None else logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    formatter = JsonFormatter()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
