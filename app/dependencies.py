@@ -14,8 +14,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.services.dispatcher import HubRegistry
 from app.services.negotiation import Negotiator
+from app.services.registry import HubRegistry
 from app.services.signalr import SignalRService
 from app.settings import Settings
 

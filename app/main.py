@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
 from app.routers import docs, gateway, health, negotiate, upstream, web
-from app.services.dispatcher import HubRegistry
 from app.services.negotiation import Negotiator
+from app.services.registry import HubRegistry
 from app.services.signalr import SignalRService
+from app.services.webhook import Webhook
 from app.settings import Settings, get_settings
 from signalr_protocol.errors import SignalRError
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.hubs = registry
+    app.state.webhook = Webhook.from_settings(settings, registry)
     # Fast paths for the two hot routes (see their modules); added first so CORS, added
     # after and hence outside them, also covers negotiate.
     app.add_middleware(negotiate.NegotiateFastPath)

@@ -3,7 +3,7 @@
 Part 1 — requests per second of ``POST /runtime/webhooks/signalr`` for two requests:
 an ``echo`` invocation with an id (answered with a framed Completion) and the same request
 with a wrong signature (answered 401). The backend (``create_app``) is compared with a bare
-ASGI app that runs the same checks with the same code (``HubRegistry.dispatch_stream``),
+ASGI app that runs the same checks with the same code (``Webhook.dispatch_stream``),
 both served by the same uvicorn configuration pinned to core 0, load from ``wrk`` pinned to
 core 1. Rounds alternate bare / backend; medians are compared (target ratio >= 0.5; the
 rejected path must not cost more than the accepted one).
@@ -74,12 +74,14 @@ def webhook_headers(
 
 
 def bare_app() -> Any:
-    """The baseline: raw ASGI calling the same registry code, no framework."""
-    from app.hub import CaseInsensitiveMapping
-    from app.services.dispatcher import HubRegistry
+    """The baseline: raw ASGI calling the same webhook code, no framework."""
+    from app.services.registry import HubRegistry
+    from app.services.webhook import Webhook
     from app.settings import Settings
+    from signalr_protocol.upstream import CaseInsensitiveMapping
 
-    registry = HubRegistry.from_settings(Settings())
+    settings = Settings()
+    webhook = Webhook.from_settings(settings, HubRegistry.from_settings(settings))
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -96,7 +98,7 @@ def bare_app() -> Any:
         headers = CaseInsensitiveMapping(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
         )
-        result = await registry.dispatch_stream(headers, chunks(), None)
+        result = await webhook.dispatch_stream(headers, chunks(), None)
         response_headers = [(b"content-length", str(len(result.body)).encode())]
         if result.media_type:
             response_headers.append((b"content-type", result.media_type.encode()))

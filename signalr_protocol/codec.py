@@ -1,14 +1,14 @@
 """The SignalR hub protocol codecs: JSON and MessagePack, sans-I/O.
 
-Bytes in, :mod:`signalr_protocol.messages` out, and back (``PROTOCOL.md`` §3.5–3.6). Nothing here
-awaits or touches a socket: a driver feeds received data to a :class:`MessageParser`, handles
+Bytes in, :mod:`signalr_protocol.messages` out, and back (docs/protocol.md §3.5–3.6). Nothing
+here awaits or touches a socket: a driver feeds received data to a :class:`MessageParser`, handles
 the messages it returns, and writes whatever :meth:`HubCodec.encode` produced.
 
 API:
 
 - ``JSON_CODEC``, ``MSGPACK_CODEC`` – the two :class:`HubCodec` instances.
 - ``get_codec(name) -> HubCodec`` – by handshake protocol name (case-insensitive);
-  :class:`~app.exceptions.HandshakeError` when unknown.
+  :class:`~signalr_protocol.errors.HandshakeError` when unknown.
 - ``HubCodec`` attributes ``name`` (``"json"`` | ``"messagepack"``), ``binary`` (transfer format:
   ``False`` = Text, ``True`` = Binary), ``content_type`` (of upstream bodies), ``version``
   (highest protocol version supported), and methods:
@@ -23,10 +23,11 @@ API:
   a frame may hold several messages; ``MessageParser.buffered`` is the count of pending bytes.
 - ``encode_varint(n) -> bytes`` – the MessagePack length prefix.
 
-Errors: every violation raises :class:`~app.exceptions.HubProtocolError` whose ``close_reason``
-is the text to send in the Close message; a message over ``max_message_size`` raises
-:class:`~app.exceptions.MessageTooLargeError` (a subclass) as soon as its size is known. After a
-parser raised, its state is undefined: close the connection. Encoding a value that the format
+Errors: every violation raises :class:`~signalr_protocol.errors.HubProtocolError` whose
+``close_reason`` is the text to send in the Close message; a message over
+``max_message_size`` raises :class:`~signalr_protocol.errors.MessageTooLargeError` (a
+subclass) as soon as its size is known. After a parser raised, its state is undefined: close
+the connection. Encoding a value that the format
 cannot carry (an object JSON can't serialise, ``NaN``, an int over 64 bits for MessagePack)
 raises ``HubProtocolError`` too.
 
@@ -34,14 +35,15 @@ Decoding is lenient where the protocol asks for forward compatibility: unknown J
 and extra MessagePack array items are ignored, and the parsers skip messages of an unknown
 (positive integer) type, as the official clients do. ``decode_payload`` refuses unknown types.
 
-Value mapping: ``bytes`` travel as msgpack ``bin`` and as base64 strings in JSON (decoding
-gives back the string; the binder knows the parameter type). JSON arrays and msgpack arrays
-decode to lists; ``arguments`` and ``stream_ids`` are tuples (see :mod:`.messages`).
+Value mapping: arguments and results are converted by :mod:`signalr_protocol.payload`, the
+policy the backend's hub and REST client share; ``bytes`` travel as msgpack ``bin`` and as
+base64 strings in JSON (decoding gives back the string; the binder knows the parameter
+type). JSON arrays and msgpack arrays decode to lists; ``arguments`` and ``stream_ids`` are
+tuples (see :mod:`.messages`).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -61,6 +63,7 @@ from signalr_protocol.messages import (
     StreamInvocationMessage,
     StreamItemMessage,
 )
+from signalr_protocol.payload import dumps as dumps_json, to_jsonable
 
 __all__ = [
     "JSON_CODEC",
@@ -275,26 +278,6 @@ class HubCodec:
 # JSON
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, tuple | list):  # pragma: no cover - json handles these natively
-        return list(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_JSON_ENCODER: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-)
-_JSON_ENCODER_ASCII: Final = json.JSONEncoder(
-    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_json_default
-)
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -462,7 +445,7 @@ class JsonHubCodec(HubCodec):
         """
         obj = _to_json_object(message)
         try:
-            text = _JSON_ENCODER.encode(obj)
+            text = dumps_json(obj)
         except (TypeError, ValueError, RecursionError) as exc:
             raise HubProtocolError(
                 f"Cannot encode {type(message).__name__} as JSON: {exc}",
@@ -472,7 +455,7 @@ class JsonHubCodec(HubCodec):
             return text.encode("utf-8")
         except UnicodeEncodeError:
             # Lone surrogates can't be UTF-8; \u escapes carry them as JSON allows.
-            return _JSON_ENCODER_ASCII.encode(obj).encode("ascii")
+            return dumps_json(obj, ensure_ascii=True).encode("ascii")
 
     def encode(self, message: HubMessage) -> bytes:
         """Serialise one message as JSON followed by ``0x1E``."""
@@ -562,7 +545,7 @@ def _mp_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True, datetime=False)
+    return msgpack.packb(obj, use_bin_type=True, datetime=False, default=to_jsonable)
 
 
 def _to_msgpack_array(message: HubMessage) -> list[Any]:

@@ -17,7 +17,7 @@ async def get_liveness(request: Request) -> dict[str, object]:
     ``webhook.fire_and_forget_failures`` counts handler failures no client was told about
     (``send`` invocations, disconnects); each one was also logged with its connection id.
     """
-    return {"status": "ok", "webhook": request.app.state.hubs.stats.snapshot()}
+    return {"status": "ok", "webhook": request.app.state.webhook.stats.snapshot()}
 
 
 @router.get(

@@ -1,7 +1,7 @@
 """``POST /runtime/webhooks/signalr``: the upstream webhook the SignalR Service calls.
 
-Thin: the checks, the status codes (``PROTOCOL.md`` §4.4) and the handler call live in
-:meth:`app.services.dispatcher.HubRegistry.dispatch_stream`.
+Thin: the checks, the status codes (docs/protocol.md §4.4) and the handler call live in
+:meth:`app.services.webhook.Webhook.dispatch_stream`.
 
 Two entrances share that one call: the documented FastAPI route (OpenAPI, and the fallback)
 and :class:`UpstreamFastPath`, a plain ASGI middleware that answers the webhook before
@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.hub import CaseInsensitiveMapping
-from app.services.dispatcher import HubRegistry, WebhookResult
+from app.services.webhook import Webhook, WebhookResult
+from signalr_protocol.upstream import CaseInsensitiveMapping
 
 __all__ = ["WEBHOOK_PATH", "UpstreamFastPath", "router"]
 
@@ -44,11 +44,11 @@ router = APIRouter(tags=["upstream"])
 )
 async def post_upstream(request: Request) -> Response:
     """Run the hub handler for one signed upstream request from the SignalR Service."""
-    # Read from app.state rather than through HubRegistryDep: FastAPI runs a sync
-    # dependency in the thread pool, a hop that costs more than the whole dispatch.
-    hubs: HubRegistry = request.app.state.hubs
+    # Read from app.state rather than through a dependency: FastAPI's dependency solving
+    # costs more than the whole dispatch on this hot path.
+    webhook: Webhook = request.app.state.webhook
     try:
-        result = await hubs.dispatch_stream(
+        result = await webhook.dispatch_stream(
             CaseInsensitiveMapping(request.headers.items()),
             request.stream(),
             request.query_params.get("code"),
@@ -75,8 +75,8 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
 class UpstreamFastPath:
     """Serve ``POST /runtime/webhooks/signalr`` before FastAPI's router; pass the rest on.
 
-    Install with ``app.add_middleware(UpstreamFastPath)``; the registry is read from
-    ``app.state.hubs``.
+    Install with ``app.add_middleware(UpstreamFastPath)``; the pipeline is read from
+    ``app.state.webhook``.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -86,7 +86,7 @@ class UpstreamFastPath:
         if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        hubs: HubRegistry = scope["app"].state.hubs
+        webhook: Webhook = scope["app"].state.webhook
         headers = CaseInsensitiveMapping(
             (key.decode("latin-1"), value.decode("latin-1")) for key, value in scope["headers"]
         )
@@ -96,7 +96,7 @@ class UpstreamFastPath:
                 if key == "code":
                     code = value  # the last one wins, as in Starlette's query_params
         try:
-            result = await hubs.dispatch_stream(headers, _body(receive), code)
+            result = await webhook.dispatch_stream(headers, _body(receive), code)
         except _Disconnected:
             return
         await _send(send, result)

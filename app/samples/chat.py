@@ -1,4 +1,4 @@
-"""The sample hub ``chat``: the behaviour ARCHITECTURE.md's table fixes, and a worked example.
+"""The sample hub ``chat``: the hub the sample page, the tests and the benchmarks talk to.
 
 Loaded by default (``SIGNALR_HUBS=app.samples.chat:ChatHub``). Clients call these targets in
 camelCase (``sendToUser``); they match the snake_case methods below.

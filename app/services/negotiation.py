@@ -40,7 +40,7 @@ class HubNotFoundError(InvalidNameError):
 
 
 class NegotiationHooks(Protocol):
-    """What negotiate needs from the hub registry (:class:`app.services.dispatcher.HubRegistry`)."""
+    """What negotiate needs from the hub registry (:class:`app.services.registry.HubRegistry`)."""
 
     def has_hub(self, name: str) -> bool:
         """Whether a hub of this name (case-insensitive) is registered."""

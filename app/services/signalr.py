@@ -53,12 +53,8 @@ What it does on the wire, and why:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import datetime as dt
-import enum
-import json
 import logging
 import math
 import platform
@@ -92,6 +88,7 @@ from signalr_protocol.names import (
     validate_hub_name,
     validate_user_id,
 )
+from signalr_protocol.payload import dumps as dumps_json
 from signalr_protocol.tokens import mint_client_token, mint_token, rest_audience
 
 from .endpoints import EndpointSet
@@ -290,26 +287,6 @@ def encode_segment(value: str, kind: str = "name") -> str:
     return quote(value, safe="")
 
 
-def _json_default(value: Any) -> Any:
-    """Encode the common non-JSON types the way a .NET hub's serializer would."""
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, set | frozenset):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _payload(target: str, arguments: Sequence[Any]) -> bytes:
     """The ``PayloadMessage`` body ``{"target", "arguments"}`` as UTF-8 JSON."""
     if not isinstance(target, str) or not target:
@@ -320,14 +297,8 @@ def _payload(target: str, arguments: Sequence[Any]) -> bytes:
             f"not {type(arguments).__name__}."
         )
     try:
-        text = json.dumps(
-            {"target": target, "arguments": list(arguments)},
-            separators=(",", ":"),
-            ensure_ascii=False,
-            # NaN and Infinity are not JSON: the service and the clients' parsers refuse them.
-            allow_nan=False,
-            default=_json_default,
-        )
+        # NaN and Infinity are not JSON: the service and the clients' parsers refuse them.
+        text = dumps_json({"target": target, "arguments": list(arguments)})
     except (TypeError, ValueError) as exc:
         raise TypeError(f"The arguments of {target!r} are not JSON serializable: {exc}") from exc
     return text.encode("utf-8")

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.routers import upstream
-from app.services.dispatcher import HubRegistry
+from app.services.registry import HubRegistry
+from app.services.webhook import Webhook
 from app.settings import Settings
 from tests.integration.hub.probe_hub import Probe
 from tests.support.servers import serve_asgi
@@ -34,7 +35,7 @@ def backend(config: Settings, entrance: str) -> FastAPI:
     if entrance == "route":
         app = FastAPI()
         app.include_router(upstream.router)
-        app.state.hubs = HubRegistry.from_settings(config)
+        app.state.webhook = Webhook.from_settings(config, HubRegistry.from_settings(config))
         return app
     app = create_app(config)
     if not any(getattr(m, "cls", None) is upstream.UpstreamFastPath for m in app.user_middleware):

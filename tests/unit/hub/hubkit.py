@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.hub import CaseInsensitiveMapping
-from app.services.dispatcher import HubRegistry, WebhookRequest
+from app.services.registry import HubRegistry
+from app.services.webhook import Webhook, WebhookRequest
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
 from signalr_protocol.messages import InvocationMessage
 from signalr_protocol.signature import compute_signature
+from signalr_protocol.upstream import CaseInsensitiveMapping
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
@@ -82,16 +83,21 @@ def webhook_request(
     return WebhookRequest(CaseInsensitiveMapping(headers.items()), body, code)
 
 
-def make_registry(service: Any, *hubs: Any, **options: Any) -> HubRegistry:
-    """A registry with the given hub classes / trigger functions, signed with KEY."""
-    options.setdefault("access_keys", [KEY])
-    registry = HubRegistry(service=service, **options)
+def make_registry(service: Any, *hubs: Any) -> HubRegistry:
+    """A registry with the given hub classes / trigger functions."""
+    registry = HubRegistry(service=service)
     for hub in hubs:
         if isinstance(hub, type):
             registry.add_hub(hub)
         else:
             registry.add_function(hub)
     return registry
+
+
+def make_webhook(service: Any, *hubs: Any, **options: Any) -> Webhook:
+    """The webhook of :func:`make_registry`'s registry, checking signatures with KEY."""
+    options.setdefault("access_keys", [KEY])
+    return Webhook(make_registry(service, *hubs), **options)
 
 
 def readme_example_module(name: str) -> types.ModuleType:

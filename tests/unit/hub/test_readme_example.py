@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from app.services.dispatcher import HubRegistry, WebhookResult
+from app.services.registry import HubRegistry
+from app.services.webhook import Webhook, WebhookResult
 from signalr_protocol.codec import JSON_CODEC
 from signalr_protocol.messages import CompletionMessage
 from tests.unit.hub.hubkit import (
@@ -25,12 +26,12 @@ MODULE = "readme_example_hubs"
 
 
 @pytest.fixture
-def registry(service: RecordingService, monkeypatch: pytest.MonkeyPatch) -> HubRegistry:
-    """A registry that loaded the README's class the way SIGNALR_HUBS would."""
+def webhook(service: RecordingService, monkeypatch: pytest.MonkeyPatch) -> Webhook:
+    """The webhook of a registry that loaded the README's class the way SIGNALR_HUBS would."""
     monkeypatch.setitem(sys.modules, MODULE, readme_example_module(MODULE))
-    registry = HubRegistry(service=service, access_keys=[KEY])
+    registry = HubRegistry(service=service)
     registry.load(f"{MODULE}:Chat")  # SIGNALR_HUBS=myapp.hubs:Chat
-    return registry
+    return Webhook(registry, access_keys=[KEY])
 
 
 def completion(result: WebhookResult) -> CompletionMessage:
@@ -40,14 +41,12 @@ def completion(result: WebhookResult) -> CompletionMessage:
     return message
 
 
-async def test_readme_example_hub_dispatches(
-    registry: HubRegistry, service: RecordingService
-) -> None:
+async def test_readme_example_hub_dispatches(webhook: Webhook, service: RecordingService) -> None:
     """The README's Chat hub: connect announces, broadcast sends, sync echo returns, admin gate."""
     # The JS client negotiates hub "chat" (lower-case); the class is named "Chat".
-    assert registry.hub_names == ["Chat"]
+    assert webhook.registry.hub_names == ["Chat"]
 
-    result = await registry.dispatch(
+    result = await webhook.dispatch(
         webhook_request(
             signed_headers(category="connections", event="connected", connection_id="c-1"),
             b'{"type":10}',
@@ -61,7 +60,7 @@ async def test_readme_example_hub_dispatches(
     service.calls.clear()
     body = invocation_body("broadcast", "hi", invocation_id=None)  # connection.send(...)
     headers = signed_headers(event="broadcast", connection_id="c-1", X_ASRS_User_Id="ann")
-    assert await registry.dispatch(webhook_request(headers, body)) == WebhookResult(200)
+    assert await webhook.dispatch(webhook_request(headers, body)) == WebhookResult(200)
     assert service.calls == [
         (
             "send_to_all",
@@ -71,19 +70,19 @@ async def test_readme_example_hub_dispatches(
     ]
 
     # await connection.invoke("echo", 42) -> 42 (the sync method runs in a worker thread).
-    result = await registry.dispatch(webhook_request(signed_headers(), invocation_body("echo", 42)))
+    result = await webhook.dispatch(webhook_request(signed_headers(), invocation_body("echo", 42)))
     assert json.loads(result.body[:-1]) == {"type": 3, "invocationId": "1", "result": 42}
 
     service.calls.clear()
     headers = signed_headers(event="adminBroadcast")
-    result = await registry.dispatch(
+    result = await webhook.dispatch(
         webhook_request(headers, invocation_body("adminBroadcast", "x"))
     )
     assert completion(result).error == "Unauthorized: the role 'admin' is required."
     assert service.calls == []  # "others get an error completion" and nobody receives anything
 
     headers = signed_headers(event="adminBroadcast", X_ASRS_User_Claims="role: admin")
-    result = await registry.dispatch(
+    result = await webhook.dispatch(
         webhook_request(headers, invocation_body("adminBroadcast", "x"))
     )
     assert completion(result) == CompletionMessage("1")

@@ -1,12 +1,11 @@
-"""The hub registry and the upstream webhook pipeline (the SignalR trigger's dispatcher).
+"""The upstream webhook pipeline: one signed request from the SignalR Service in, one answer out.
 
-:class:`HubRegistry` holds every handler, keyed by ``(hub, category, event)`` and matched
-case-insensitively (message targets also camelCase ↔ snake_case). It loads hub classes and
-trigger functions from import strings (the ``SIGNALR_HUBS`` setting), refuses duplicates at
-start-up, and turns one upstream request from the SignalR Service into one response
-(:meth:`HubRegistry.dispatch`), so the router stays a thin adapter.
+:class:`Webhook` turns one upstream request (the SignalR trigger's input) into one response, so
+the router stays a thin adapter: it checks the request, decodes the ``X-ASRS-*`` headers with
+the core (:func:`signalr_protocol.upstream.parse_upstream_headers`), looks the handler up in
+the :class:`~app.services.registry.HubRegistry`, runs it, and writes the completion.
 
-Checks, in order, and the status each failure answers (``PROTOCOL.md`` §4.4):
+Checks, in order, and the status each failure answers (docs/protocol.md §4.4):
 
 ====================================================  ======
 the ``code`` key (when ``SIGNALR_UPSTREAM_CODE`` set)  401
@@ -22,7 +21,7 @@ everything else                                        200
 
 The signature is checked *before* the handler lookup (the Functions extension looks up
 first): an unsigned caller learns nothing about which hubs and targets exist, and a
-rejected request costs one HMAC per key and no parsing.
+rejected request costs one HMAC per key and no body parsing.
 
 A ``messages`` request with an invocation id is answered ``200`` with a framed Completion in
 the request's protocol (JSON + ``0x1E`` or VarInt-prefixed MessagePack): the handler's result,
@@ -30,43 +29,38 @@ or an error. Errors a handler raises on purpose (:class:`~app.exceptions.HubErro
 subclasses: binding, filter) carry their message; anything else becomes ``"Method execution
 failed."`` and a log line with the connection id. Without an invocation id (``send``) and for
 ``disconnected`` the answer is an empty ``200`` whatever happened, so failures are logged with
-the connection id and counted in :attr:`HubRegistry.stats` instead of vanishing.
+the connection id and counted in :attr:`Webhook.stats` instead of vanishing.
 """
 
 from __future__ import annotations
 
 import hmac
-import importlib
-import inspect
 import json
 import logging
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
-from app.exceptions import ConfigurationError, FilterRejectedError, HubError
-from app.hub import (
+from app.exceptions import FilterRejectedError, HubError
+from app.hub import InvocationContext
+from app.hub.binding import EventHandler
+from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
+from signalr_protocol.errors import HubProtocolError, UpstreamFormatError
+from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.signature import verify_signature
+from signalr_protocol.upstream import (
     CATEGORY_CONNECTIONS,
     CATEGORY_MESSAGES,
     EVENT_DISCONNECTED,
     CaseInsensitiveMapping,
-    EventHandler,
-    InvocationContext,
-    NegotiateOptions,
-    NegotiateRequest,
-    ServerlessHub,
-    TriggerSpec,
-    normalize_name,
+    UpstreamRequest,
     parse_client_query,
-    parse_user_claims,
+    parse_upstream_headers,
 )
-from app.services.protocols import OutboundService
-from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from signalr_protocol.errors import HubProtocolError, InvalidNameError
-from signalr_protocol.messages import CompletionMessage, InvocationMessage
-from signalr_protocol.signature import verify_signature
+
+from .registry import HubRegistry
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -74,13 +68,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "GENERIC_ERROR",
-    "HubRegistry",
+    "Webhook",
     "WebhookRequest",
     "WebhookResult",
     "WebhookStats",
 ]
 
-logger = logging.getLogger("app.hub.dispatcher")
+logger = logging.getLogger("app.services.webhook")
 
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 """Largest accepted webhook body (the service's own REST limit is 1 MB)."""
@@ -173,28 +167,14 @@ def _text(status: int, message: str) -> WebhookResult:
 _OK: Final = WebhookResult(200)
 
 
-class _NoService:
-    """Stands in for the outbound service before one is attached; every call fails."""
+class Webhook:
+    """The upstream webhook pipeline: checks, decoding, dispatch, completion and stats.
 
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(
-            "HubRegistry has no outbound service: set registry.service before dispatching."
-        )
-
-
-def _event_key(category: str, event: str) -> str:
-    return normalize_name(event) if category == CATEGORY_MESSAGES else event.lower()
-
-
-class HubRegistry:
-    """Every hub handler of the app, and the webhook pipeline that runs them.
-
-    Build it once at start-up (:meth:`from_settings`), attach the outbound service, and pass
-    each webhook request to :meth:`dispatch`.
+    Build it once at start-up (:meth:`from_settings`) and pass each upstream request to
+    :meth:`dispatch_stream` (or :meth:`dispatch` when the body is already read).
 
     Args:
-        service: the outbound SignalR Service client the hub API calls; may be set later
-            through :attr:`service`.
+        registry: the hubs whose handlers run, and the outbound service they call.
         access_keys: the access keys of every configured endpoint; a request is accepted
             when its signature matches any of them. With no keys, only ``upstream_code``
             can authenticate requests (and without it every request gets 401).
@@ -205,20 +185,17 @@ class HubRegistry:
 
     def __init__(
         self,
+        registry: HubRegistry,
         *,
-        service: OutboundService | None = None,
         access_keys: Sequence[str] = (),
         upstream_code: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self.service: OutboundService | None = service
+        self.registry = registry
         self.access_keys: tuple[str, ...] = tuple(k.strip() for k in access_keys if k.strip())
         self.upstream_code = upstream_code or None
         self.max_body_bytes = max_body_bytes
         self.stats = WebhookStats()
-        self._handlers: dict[tuple[str, str, str], EventHandler] = {}
-        self._hubs: dict[str, str] = {}  # lower-cased name -> declared name
-        self._classes: dict[str, type[ServerlessHub]] = {}
         if not self.access_keys and self.upstream_code is None:
             logger.warning(
                 "webhook: no access key and no upstream code configured; every upstream "
@@ -226,210 +203,14 @@ class HubRegistry:
             )
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, service: OutboundService | None = None
-    ) -> HubRegistry:
-        """Build the registry from the app settings and load ``settings.hubs``.
-
-        Raises:
-            ConfigurationError: a hub can't be imported, is invalid, or duplicates another.
-        """
-        registry = cls(
-            service=service,
+    def from_settings(cls, settings: Settings, registry: HubRegistry) -> Webhook:
+        """Build the webhook of ``registry`` with the keys, code and cap of the settings."""
+        return cls(
+            registry,
             access_keys=settings.access_keys,
             upstream_code=settings.upstream_code,
             max_body_bytes=settings.webhook_max_body_bytes,
         )
-        registry.load_all(settings.hubs)
-        return registry
-
-    # ------------------------------------------------------------------ registration
-
-    def load_all(self, specs: Iterable[str]) -> None:
-        """Load every import string (see :meth:`load`)."""
-        for spec in specs:
-            self.load(spec)
-
-    def load(self, spec: str) -> None:
-        """Load hubs from an import string.
-
-        ``"module:Class"`` registers a :class:`ServerlessHub` subclass, ``"module:function"``
-        a function decorated with :func:`app.hub.signalr_trigger`, and ``"module"`` every
-        hub class and trigger function defined in that module.
-
-        Raises:
-            ConfigurationError: the module or attribute doesn't exist, is not a hub, or a
-                handler duplicates one already registered.
-        """
-        module_name, _, attr = spec.strip().partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ConfigurationError(f"Cannot import hub module {module_name!r}: {exc}") from exc
-        if not attr:
-            found = False
-            for value in list(vars(module).values()):
-                if getattr(value, "__module__", None) != module.__name__:
-                    continue
-                if _is_hub_class(value) or _trigger_of(value) is not None:
-                    self._add(value, spec)
-                    found = True
-            if not found:
-                raise ConfigurationError(
-                    f"Module {module_name!r} defines no ServerlessHub subclass and no "
-                    "@signalr_trigger function."
-                )
-            return
-        target: Any = module
-        for part in attr.split("."):
-            try:
-                target = getattr(target, part)
-            except AttributeError:
-                raise ConfigurationError(
-                    f"Hub {spec!r}: module {module_name!r} has no attribute {attr!r}."
-                ) from None
-        self._add(target, spec)
-
-    def _add(self, target: Any, spec: str) -> None:
-        if _is_hub_class(target):
-            self.add_hub(target)
-        elif _trigger_of(target) is not None:
-            self.add_function(target)
-        else:
-            raise ConfigurationError(
-                f"Hub {spec!r} is neither a ServerlessHub subclass nor a @signalr_trigger function."
-            )
-
-    def add_hub(self, hub_class: type[ServerlessHub]) -> None:
-        """Register every handler of a hub class.
-
-        Raises:
-            ConfigurationError: the class is invalid or a handler is already registered.
-        """
-        try:
-            handlers = hub_class.event_handlers()
-        except (TypeError, ValueError, InvalidNameError) as exc:
-            raise ConfigurationError(f"Hub class {hub_class.__qualname__}: {exc}") from exc
-        key = hub_class.name().lower()
-        other = self._classes.get(key)
-        if other is not None and other is not hub_class:
-            raise ConfigurationError(
-                f"Hub {hub_class.name()!r} is defined twice: {other.__qualname__} and "
-                f"{hub_class.__qualname__}."
-            )
-        self._classes[key] = hub_class
-        for handler in handlers:
-            self._register(handler)
-
-    def add_function(self, func: Any) -> None:
-        """Register a function decorated with :func:`app.hub.signalr_trigger`.
-
-        Raises:
-            ConfigurationError: not decorated, bad signature, or already registered.
-        """
-        spec = _trigger_of(func)
-        if spec is None:
-            raise ConfigurationError(f"{func!r} is not decorated with @signalr_trigger.")
-        try:
-            handler = EventHandler(
-                hub=spec.hub,
-                category=spec.category,
-                event=spec.event,
-                func=func,
-                filters=getattr(func, "__signalr_filters__", ()),
-                parameter_names=spec.parameter_names,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"Trigger function {func.__qualname__}: {exc}") from exc
-        self._register(handler)
-
-    def _register(self, handler: EventHandler) -> None:
-        key = (handler.hub.lower(), handler.category, _event_key(handler.category, handler.event))
-        existing = self._handlers.get(key)
-        if existing is not None and existing.func is not handler.func:
-            if handler.implicit:
-                return
-            if not existing.implicit:
-                raise ConfigurationError(
-                    f"Two handlers for hub {handler.hub!r}, category {handler.category!r}, "
-                    f"event {handler.event!r}: {existing.owner} and {handler.owner}."
-                )
-        self._handlers[key] = handler
-        self._hubs.setdefault(handler.hub.lower(), handler.hub)
-
-    # ------------------------------------------------------------------ lookups
-
-    @property
-    def hub_names(self) -> list[str]:
-        """The registered hub names, as declared."""
-        return sorted(self._hubs.values())
-
-    def has_hub(self, name: str) -> bool:
-        """Whether a hub of that name (case-insensitive) has any handler."""
-        return name.lower() in self._hubs
-
-    def handler(self, hub: str, category: str, event: str) -> EventHandler | None:
-        """Return the handler for ``(hub, category, event)``, matched case-insensitively."""
-        category = category.lower()
-        return self._handlers.get((hub.lower(), category, _event_key(category, event)))
-
-    def bind(self, service: OutboundService) -> None:
-        """Attach the outbound service the hub API calls (done by the app's lifespan)."""
-        self.service = service
-
-    async def shape_negotiation(
-        self,
-        hub: str,
-        identity: _Identity,
-        headers: Mapping[str, str],
-        query: Mapping[str, str],
-    ) -> NegotiateOptions | None:
-        """Run the hub class's ``negotiate`` hook, if it overrides one.
-
-        The negotiator's adapter (:mod:`app.main`) calls this; ``None`` means "keep the
-        defaults" (no class, or the hook is not overridden).
-
-        Args:
-            hub: the hub name from the negotiate URL.
-            identity: who is negotiating (``user_id`` and ``claims``).
-            headers: the negotiate request's headers.
-            query: the negotiate request's query parameters.
-
-        Raises:
-            FilterRejectedError: the hook refused the negotiation (403).
-        """
-        hub_class = self._classes.get(hub.lower())
-        if hub_class is None or hub_class.negotiate is ServerlessHub.negotiate:
-            return None
-        request = NegotiateRequest(
-            user_id=identity.user_id,
-            claims=list(identity.claims),
-            headers=_case_insensitive(headers),
-            query=_case_insensitive(query),
-        )
-        return await self.negotiate_options(hub, request)
-
-    async def negotiate_options(self, hub: str, request: NegotiateRequest) -> NegotiateOptions:
-        """Let the hub class shape the access token of a negotiating client.
-
-        Call this from the negotiate endpoint. Hubs without a class (functions only) and
-        unknown hubs keep the request's user id and claims.
-
-        Raises:
-            FilterRejectedError: the hub refused the negotiation (answer 403).
-        """
-        hub_class = self._classes.get(hub.lower())
-        if hub_class is None:
-            return NegotiateOptions(user_id=request.user_id, claims=tuple(request.claims))
-        instance = hub_class(service=self._service())
-        return await instance.negotiate(request)
-
-    def _service(self) -> OutboundService:
-        if self.service is None:
-            return _NoService()
-        return self.service
-
-    # ------------------------------------------------------------------ dispatch
 
     def _code_ok(self, request: WebhookRequest) -> bool:
         expected = self.upstream_code
@@ -495,41 +276,32 @@ class HubRegistry:
         if codec is None:
             stats.bad_requests += 1
             return _text(415, "Content-Type must be application/json or application/x-msgpack.")
-        hub = headers.get("x-asrs-hub", "").strip()
-        category = headers.get("x-asrs-category", "").strip().lower()
-        event = headers.get("x-asrs-event", "").strip()
-        connection_id = headers.get("x-asrs-connection-id", "").strip()
-        for name, value in (
-            ("X-ASRS-Hub", hub),
-            ("X-ASRS-Category", category),
-            ("X-ASRS-Event", event),
-            ("X-ASRS-Connection-Id", connection_id),
-        ):
-            if not value:
-                stats.bad_requests += 1
-                return _text(400, f"The {name} header is missing or empty.")
+        try:
+            upstream = parse_upstream_headers(headers)
+        except UpstreamFormatError as exc:
+            stats.bad_requests += 1
+            return _text(400, exc.message)
         if self.access_keys:
-            if not verify_signature(
-                headers.get("x-asrs-signature"), connection_id, self.access_keys
-            ):
+            if not verify_signature(upstream.signature, upstream.connection_id, self.access_keys):
                 stats.unauthorized += 1
                 # The service only logs our 401; say it here too (a wrong or rotated key is
                 # the usual cause). Never the signature itself.
                 logger.info(
                     "webhook: X-ASRS-Signature of connection %s (hub=%s event=%s) matches "
                     "none of the configured access keys",
-                    connection_id,
-                    hub,
-                    event,
+                    upstream.connection_id,
+                    upstream.hub,
+                    upstream.event,
                 )
                 return _text(401, "X-ASRS-Signature matches none of the configured access keys.")
         elif self.upstream_code is None:
             stats.unauthorized += 1
             return _text(401, "No access key is configured to verify X-ASRS-Signature.")
+        hub, category, event = upstream.hub, upstream.category, upstream.event
         if category not in (CATEGORY_CONNECTIONS, CATEGORY_MESSAGES):
             stats.bad_requests += 1
             return _text(400, f"Unknown X-ASRS-Category {category!r}.")
-        handler = self.handler(hub, category, event)
+        handler = self.registry.handler(hub, category, event)
         if handler is None:
             stats.not_found += 1
             logger.info(
@@ -537,38 +309,35 @@ class HubRegistry:
                 hub,
                 category,
                 event,
-                connection_id,
+                upstream.connection_id,
             )
             return _text(
                 404, f"No handler for hub {hub!r}, category {category!r}, event {event!r}."
             )
         if category == CATEGORY_CONNECTIONS:
-            return await self._connection_event(request, handler, codec, hub, event, connection_id)
-        return await self._message_event(request, handler, codec, hub, event, connection_id)
+            return await self._connection_event(request, upstream, handler, codec)
+        return await self._message_event(request, upstream, handler, codec)
 
+    @staticmethod
     def _context(
-        self,
         request: WebhookRequest,
+        upstream: UpstreamRequest,
         codec: HubCodec,
         *,
-        hub: str,
-        category: str,
         event: str,
-        connection_id: str,
         arguments: tuple[Any, ...] = (),
         invocation_id: str | None = None,
         error: str | None = None,
     ) -> InvocationContext:
-        headers = request.headers
         return InvocationContext(
-            connection_id=connection_id,
-            hub=hub,
-            category=category,
+            connection_id=upstream.connection_id,
+            hub=upstream.hub,
+            category=upstream.category,
             event=event,
-            user_id=headers.get("x-asrs-user-id") or None,
-            claims=parse_user_claims(headers.get("x-asrs-user-claims")),
-            headers=_visible_headers(headers),
-            query=parse_client_query(headers.get("x-asrs-client-query")),
+            user_id=upstream.user_id,
+            claims=upstream.claims,
+            headers=_visible_headers(request.headers),
+            query=parse_client_query(upstream.query),
             arguments=arguments,
             invocation_id=invocation_id,
             error=error,
@@ -578,35 +347,26 @@ class HubRegistry:
     async def _connection_event(
         self,
         request: WebhookRequest,
+        upstream: UpstreamRequest,
         handler: EventHandler,
         codec: HubCodec,
-        hub: str,
-        event: str,
-        connection_id: str,
     ) -> WebhookResult:
         stats = self.stats
+        connection_id = upstream.connection_id
         try:
             error = _connection_error(request.body, codec)
         except ValueError as exc:
             stats.bad_requests += 1
-            return _text(400, f"Bad {event} body: {exc}")
-        event = event.lower()
-        context = self._context(
-            request,
-            codec,
-            hub=hub,
-            category=CATEGORY_CONNECTIONS,
-            event=event,
-            connection_id=connection_id,
-            error=error,
-        )
+            return _text(400, f"Bad {upstream.event} body: {exc}")
+        event = upstream.event.lower()
+        context = self._context(request, upstream, codec, event=event, error=error)
         disconnect = event == EVENT_DISCONNECTED
         if disconnect:
             stats.disconnected += 1
         else:
             stats.connected += 1
         try:
-            await handler.run(context, self._service())
+            await handler.run(context, self.registry.outbound)
         except FilterRejectedError as exc:
             stats.rejected += 1
             logger.info(
@@ -641,13 +401,12 @@ class HubRegistry:
     async def _message_event(
         self,
         request: WebhookRequest,
+        upstream: UpstreamRequest,
         handler: EventHandler,
         codec: HubCodec,
-        hub: str,
-        event: str,
-        connection_id: str,
     ) -> WebhookResult:
         stats = self.stats
+        event, connection_id = upstream.event, upstream.connection_id
         try:
             message = codec.decode_payload(request.body)
         except HubProtocolError as exc:
@@ -666,11 +425,9 @@ class HubRegistry:
         invocation_id = message.invocation_id
         context = self._context(
             request,
+            upstream,
             codec,
-            hub=hub,
-            category=CATEGORY_MESSAGES,
             event=message.target,
-            connection_id=connection_id,
             arguments=tuple(message.arguments),
             invocation_id=invocation_id,
         )
@@ -680,7 +437,7 @@ class HubRegistry:
         try:
             if message.stream_ids:
                 raise HubError(_STREAMING_UNSUPPORTED)
-            result, has_result = await handler.run(context, self._service())
+            result, has_result = await handler.run(context, self.registry.outbound)
         except HubError as exc:
             if isinstance(exc, FilterRejectedError):
                 stats.rejected += 1
@@ -775,31 +532,3 @@ def _visible_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     return CaseInsensitiveMapping(
         (name, value) for name, value in headers.items() if name.lower() not in _HIDDEN_HEADERS
     )
-
-
-class _Identity(Protocol):
-    """The negotiator's view of the caller (``app.services.principal.Identity``)."""
-
-    @property
-    def user_id(self) -> str | None: ...
-
-    @property
-    def claims(self) -> Sequence[tuple[str, str]]: ...
-
-
-def _case_insensitive(mapping: Mapping[str, str]) -> Mapping[str, str]:
-    if isinstance(mapping, CaseInsensitiveMapping):
-        return mapping
-    items = getattr(mapping, "multi_items", None)  # Starlette keeps repeated keys
-    return CaseInsensitiveMapping(items() if callable(items) else mapping.items())
-
-
-def _is_hub_class(value: Any) -> bool:
-    return (
-        inspect.isclass(value) and issubclass(value, ServerlessHub) and value is not ServerlessHub
-    )
-
-
-def _trigger_of(value: Any) -> TriggerSpec | None:
-    spec = getattr(value, "__signalr_trigger__", None) if callable(value) else None
-    return spec if isinstance(spec, TriggerSpec) else None

@@ -1,7 +1,7 @@
-"""Structural interfaces the hub model depends on.
+"""The interface of the outbound service the hub API calls.
 
 :class:`OutboundService` is the slice of :class:`app.services.signalr.SignalRService` that
-:mod:`app.hub` calls. Typing against a :class:`typing.Protocol` keeps the hub model
+:mod:`app.hub.api` calls. Typing against a :class:`typing.Protocol` keeps the hub model
 independent of the REST client: production code passes the real service, tests pass a
 recording fake, and mypy checks that both fit.
 
