@@ -94,7 +94,7 @@ _STREAMING_UNSUPPORTED: Final = "Client-to-server streaming is not supported in 
 
 @dataclass(slots=True)
 class WebhookStats:
-    """Counters of the webhook since start-up (read them; the registry updates them).
+    """Counters of the webhook since start-up (read them; the pipeline updates them).
 
     Attributes:
         requests: webhook requests dispatched.
