@@ -195,7 +195,7 @@ def test_verify_refuses_expired_immature_unsigned_and_garbage() -> None:
     no_exp = jwt.encode({"aud": "a"}, KEY.encode())
     with pytest.raises(InvalidTokenError, match="'exp'"):
         verify_token(no_exp, [KEY], audience=None)
-    unsigned = jwt.encode({"exp": time.time() + 99}, None, algorithm="none")
+    unsigned = jwt.encode({"exp": time.time() + 99}, "", algorithm="none")
     with pytest.raises(InvalidTokenError, match="algorithm"):
         verify_token(unsigned, [KEY], audience=None)
     with pytest.raises(InvalidTokenError, match="not a JWT"):
