@@ -358,9 +358,16 @@ class EmulatorMetrics:
 
     # messages ------------------------------------------------------------------------
 
-    def message_in(self, size: int) -> None:
-        """A client sent one hub message (not a ping) of ``size`` bytes."""
+    def message_in(self, size: int = 0) -> None:
+        """A client sent one hub message (not a ping) of ``size`` bytes (0 when the caller
+        counts bytes per read with :meth:`bytes_in` instead)."""
         self._in_messages.inc()
+        if size:
+            self._in_bytes.inc(size)
+
+    def bytes_in(self, size: int) -> None:
+        """The client endpoint read ``size`` bytes of hub protocol (pings included: the
+        transport cannot tell them apart before parsing)."""
         self._in_bytes.inc(size)
 
     def messages_out(self, receivers: int, size: int) -> None:

@@ -230,6 +230,11 @@ class TraceBus:
             self._subscribers.remove(subscription)
         self.active = bool(self._subscribers)
 
+    def close_all(self) -> None:
+        """End every subscription (shutdown: open event streams finish at once)."""
+        for subscription in list(self._subscribers):
+            subscription.close()
+
     def history_bytes(self) -> list[bytes]:
         """The kept events, encoded, oldest first."""
         return list(self._history)

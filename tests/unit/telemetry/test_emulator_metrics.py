@@ -73,13 +73,15 @@ def test_a_fan_out_counts_every_receiver_once() -> None:
     metrics.messages_out(receivers=100, size=3000)
     metrics.messages_out(receivers=0, size=10)
     metrics.message_in(50)
+    metrics.message_in()
+    metrics.bytes_in(7)
     metrics.upstream_request("messages", 200, 0.004, body_size=120)
 
     assert _value(metrics, "signalr_messages_total", direction="outbound") == 101
     assert _value(metrics, "signalr_message_bytes_total", direction="outbound") == 300_120
     assert _value(metrics, "signalr_billed_messages_total") == 201
-    assert _value(metrics, "signalr_messages_total", direction="inbound") == 1
-    assert _value(metrics, "signalr_message_bytes_total", direction="inbound") == 50
+    assert _value(metrics, "signalr_messages_total", direction="inbound") == 2
+    assert _value(metrics, "signalr_message_bytes_total", direction="inbound") == 57
 
 
 def test_upstream_and_rest_calls_by_category_operation_and_status() -> None:

@@ -67,6 +67,18 @@ async def test_subscribers_get_each_event_once_encoded_once() -> None:
     assert await two.next_batch(idle=0.01) == []  # idle: nothing new
 
 
+@pytest.mark.anyio
+async def test_close_all_ends_every_stream() -> None:
+    """Shutdown: waiting subscribers return ``None`` and the bus goes idle."""
+    bus = TraceBus()
+    subs = [bus.subscribe() for _ in range(3)]
+    waiting = [asyncio.create_task(sub.next_batch(idle=5)) for sub in subs]
+    await asyncio.sleep(0)
+    bus.close_all()
+    assert await asyncio.gather(*waiting) == [None, None, None]
+    assert not _active(bus) and bus.subscribers == 0
+
+
 def test_a_subscriber_that_stops_reading_loses_its_oldest_events() -> None:
     """Per-subscriber backlog is bounded; the drop count is kept for the stream to report."""
     bus = TraceBus(backlog=4)
