@@ -1,4 +1,4 @@
-"""Access-token checks of the client endpoint and the REST API (PROTOCOL.md §3.3, §5.1).
+"""Access-token checks of the client endpoint and the REST API (docs/protocol.md §3.3, §5.1).
 
 A token is accepted when its signature matches the primary or secondary access key, it has
 not expired (``nbf`` honoured), and its ``aud`` names this emulator: the request URL's path

@@ -21,6 +21,7 @@ from .auth import authenticate, claim_pairs, request_token
 from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, MethodNotAllowedError, NotFoundError
 from .http import Receive, Request, Scope, Send, json_response
+from .lifecycle import ConnectionState, Transport
 from .registry import hub_key
 from .state import EmulatorState
 from .transports import (
@@ -36,10 +37,10 @@ __all__ = ["AVAILABLE_TRANSPORTS", "handle_client_request"]
 logger = logging.getLogger("emulator.connections")
 
 AVAILABLE_TRANSPORTS = [
-    {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
-    {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
-    {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+    {"transport": transport.value, "transferFormats": transport.transfer_formats}
+    for transport in Transport
 ]
+"""The negotiate answer's ``availableTransports``: every transport, in preference order."""
 _MAX_NEGOTIATE_VERSION = 1
 _HIDDEN_QUERY = frozenset({"access_token"})
 
@@ -137,7 +138,7 @@ async def handle_client_request(
         claims = _authenticate(state, request, hub, allow_query=True)
         if request.param("id"):
             conn = _find(state, request)
-            if conn.transport is not None or conn.closed:
+            if conn.state is not ConnectionState.NEGOTIATED:
                 raise ConflictError("This connection already has a transport.")
         else:
             conn = _new_connection(state, request, hub, claims, v0=True)

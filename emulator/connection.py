@@ -1,4 +1,10 @@
-"""One client connection: identity, hub-protocol codec and a bounded outbound buffer.
+"""One client connection: identity, lifecycle state, hub-protocol codec, bounded output buffer.
+
+The connection's place in its lifecycle is one field, :attr:`ClientConnection.state`
+(:class:`~emulator.lifecycle.ConnectionState`), moved only by :meth:`~ClientConnection.attach`
+(a transport request), :meth:`~ClientConnection.open` (the handshake),
+:meth:`~ClientConnection.close` and :meth:`~ClientConnection.abort`, along the transition
+table of :mod:`emulator.lifecycle`.
 
 Senders (REST fan-out, upstream replies, keep-alive) call :meth:`ClientConnection.enqueue`,
 which never awaits: it appends already-encoded bytes to the connection's buffer and wakes
@@ -30,6 +36,7 @@ from signalr_protocol.messages import CloseMessage
 
 from .eager import start_eagerly
 from .fastpath import DirectWebSocket, ws_frame
+from .lifecycle import ConnectionState, Transport, check_transition
 
 if TYPE_CHECKING:
     from signalr_protocol.codec import HubCodec
@@ -40,6 +47,13 @@ Sender = Callable[[bytes], Coroutine[Any, Any, None]]
 """Writes one transport frame (WebSockets): the direct path used by :meth:`enqueue`."""
 
 logger = logging.getLogger("emulator.connection")
+
+# Module constants: reading a member off an enum class costs a descriptor call in 3.11.
+_NEGOTIATED = ConnectionState.NEGOTIATED
+_HANDSHAKING = ConnectionState.HANDSHAKING
+_CONNECTED = ConnectionState.CONNECTED
+_CLOSING = ConnectionState.CLOSING
+_CLOSED = ConnectionState.CLOSED
 
 
 class ClientConnection:
@@ -53,10 +67,13 @@ class ClientConnection:
         user_id: the user from the access token, or ``None``.
         claims: the token's claims as ``(type, value)`` strings.
         query: the connect request's query string without ``access_token``.
-        codec: the hub protocol, set by a successful handshake.
-        transport: ``"WebSockets"``, ``"ServerSentEvents"``, ``"LongPolling"`` or ``None``
-            before a transport request arrived.
-        closed: no more output is accepted; the writer drains what is queued and stops.
+        state: where the connection is in its lifecycle (:mod:`emulator.lifecycle`); it
+            moves only through :meth:`attach`, :meth:`open`, :meth:`close` and
+            :meth:`abort`.
+        transport: the transport, fixed by the first transport request (``None`` while
+            ``NEGOTIATED``).
+        codec: the hub protocol, set when the handshake succeeds (``None`` before
+            ``CONNECTED``).
         close_error: the reason the connection was closed, if any.
         last_received: monotonic time of the last sign of life from the client.
         in_call: an invocation of this connection is with the upstream; the client timeout
@@ -79,7 +96,6 @@ class ClientConnection:
         "_waiter",
         "claims",
         "close_error",
-        "closed",
         "codec",
         "connection_id",
         "created",
@@ -92,6 +108,7 @@ class ClientConnection:
         "on_close",
         "query",
         "sent_flag",
+        "state",
         "token",
         "transport",
         "pending_results",
@@ -117,9 +134,9 @@ class ClientConnection:
         self.user_id = user_id
         self.claims = claims
         self.query = query
+        self.state = _NEGOTIATED
+        self.transport: Transport | None = None
         self.codec: HubCodec | None = None
-        self.transport: str | None = None
-        self.closed = False
         self.close_error: str | None = None
         self.created = now
         self.last_received = now
@@ -141,17 +158,45 @@ class ClientConnection:
         self._flushed: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<ClientConnection {self.connection_id} hub={self.hub} user={self.user_id!r}>"
+        return (
+            f"<ClientConnection {self.connection_id} hub={self.hub} user={self.user_id!r} "
+            f"{self.state.name}>"
+        )
+
+    @property
+    def closed(self) -> bool:
+        """``CLOSING`` or ``CLOSED``: no more output is accepted."""
+        return self.state >= _CLOSING
 
     @property
     def fast_path(self) -> bool:
         """Whether output can bypass ASGI ``send`` (see :mod:`emulator.fastpath`)."""
         return self._direct is not None
 
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes queued and not yet taken by the writer."""
-        return self._size
+    def _move(self, state: ConnectionState) -> None:
+        check_transition(self.connection_id, self.state, state)
+        self.state = state
+
+    def attach(self, transport: Transport) -> None:
+        """The first transport request arrived: ``NEGOTIATED`` → ``HANDSHAKING``.
+
+        A polled transport (long polling) counts as idle until its first waiting poll.
+
+        Raises:
+            ConnectionStateError: the connection already has a transport or is closed.
+        """
+        self._move(_HANDSHAKING)
+        self.transport = transport
+        self.idle_since = time.monotonic() if transport.polled else None
+
+    def open(self, codec: HubCodec) -> None:
+        """The handshake succeeded with ``codec``: ``HANDSHAKING`` → ``CONNECTED``.
+
+        Raises:
+            ConnectionStateError: the connection is not handshaking.
+        """
+        self._move(_CONNECTED)
+        self.codec = codec
 
     def enqueue(self, data: bytes, frame: bytes | None = None) -> bool:
         """Queue encoded hub-protocol bytes for the client, without awaiting.
@@ -165,7 +210,8 @@ class ClientConnection:
             ``False`` when the connection is closed or was just closed for overflowing its
             buffer; ``True`` otherwise.
         """
-        if self.closed:
+        state = self.state
+        if state is not _CONNECTED and state >= _CLOSING:  # the common case tested first
             return False
         if self._sender is not None and self._inflight is None and not self._queue:
             self.sent_flag = True
@@ -252,24 +298,40 @@ class ClientConnection:
             await self._flushed
 
     def close(self, error: str | None = None, *, allow_reconnect: bool = False) -> None:
-        """Queue a Close message (after a handshake) and stop accepting output.
+        """Queue a Close message (once connected) and stop accepting output: ``CLOSING``.
 
-        The writer sends what is queued, then ends the transport. Idempotent.
+        The writer sends what is queued, then ends the transport. A connection without a
+        transport has nothing to flush and becomes ``CLOSED``. No-op once closing.
         """
-        if self.closed:
+        state = self.state
+        if state >= _CLOSING:
             return
-        if self.codec is not None:
+        if state is _NEGOTIATED:
+            self.close_error = error
+            self._move(_CLOSED)
+            self._wake()
+            return
+        if state is _CONNECTED:
+            assert self.codec is not None
             message = CloseMessage(error=error, allow_reconnect=allow_reconnect)
             self.enqueue(self.codec.encode(message))
-        self.closed = True
+            if self.state >= _CLOSING:  # the Close message overflowed the buffer
+                return
         self.close_error = error
+        self._move(_CLOSING)
         self._wake()
 
     def abort(self, error: str | None = None) -> None:
-        """Stop at once: drop pending output and wake the writer (the transport is gone)."""
-        if not self.closed:
+        """Stop at once: drop pending output and wake the writer (the transport is gone).
+
+        Any state becomes ``CLOSED``; ``error`` is kept only if the connection was not
+        closing already. No-op once closed.
+        """
+        if self.state is _CLOSED:
+            return
+        if self.state < _CLOSING:
             self.close_error = error
-        self.closed = True
+        self._move(_CLOSED)
         self._queue.clear()
         self._size = 0
         inflight = self._inflight
@@ -308,13 +370,13 @@ class ClientConnection:
 
     @property
     def drained(self) -> bool:
-        """Closed, and nothing is left to write."""
-        return self.closed and not self._queue
+        """Closing or closed, and nothing is left to write."""
+        return self.state >= _CLOSING and not self._queue
 
     async def wait(self) -> None:
         """Return when output is queued, the connection closes, or another waiter replaces
         this one (a newer long poll). Bound it with ``asyncio.timeout`` if needed."""
-        if self._queue or self.closed:
+        if self._queue or self.state >= _CLOSING:
             return
         previous = self._waiter
         if previous is not None and not previous.done():
@@ -337,6 +399,6 @@ class ClientConnection:
         while True:
             if self._queue:
                 return self.take()
-            if self.closed:
+            if self.state >= _CLOSING:
                 return None
             await self.wait()

@@ -15,6 +15,7 @@ become an ``ErrorDetail`` JSON answer (with ``x-ms-error-code`` when set) at the
         ├── MethodNotAllowedError  405: the path exists, the method does not
         ├── RequestTimeoutError    408: a client did not answer an invocation in time
         ├── ConflictError          409: e.g. a second transport on one connection
+        │   └── ConnectionStateError   a connection asked to move to a state it can't reach
         ├── PayloadTooLargeError   413: body over the limit
         ├── UnsupportedMediaTypeError  415: a Content-Type the operation does not take
         └── NotSupportedError      501: an operation the emulator does not implement
@@ -28,6 +29,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ConnectionStateError",
     "EmulatorConfigError",
     "EmulatorError",
     "MethodNotAllowedError",
@@ -122,6 +124,24 @@ class ConflictError(RequestError):
 
     status_code = 409
     default_code = "Error.Conflict"
+
+
+class ConnectionStateError(ConflictError):
+    """A connection was asked for a state change its lifecycle does not allow (409).
+
+    Raised by :func:`emulator.lifecycle.check_transition`; the message names the state the
+    connection was in, the state asked for and the states it could have moved to. A
+    request that meets it (e.g. a transport request racing another) is answered 409.
+
+    Attributes:
+        current: the name of the state the connection was in.
+        requested: the name of the state asked for.
+    """
+
+    def __init__(self, message: str, *, current: str, requested: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.requested = requested
 
 
 class PayloadTooLargeError(RequestError):

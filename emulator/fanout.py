@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 
 from .connection import ClientConnection
 from .fastpath import ws_frame
+from .lifecycle import ConnectionState
 
 if TYPE_CHECKING:
     from signalr_protocol.codec import HubCodec
     from signalr_protocol.messages import HubMessage
 
 __all__ = ["Encoded", "deliver"]
+
+_CONNECTED = ConnectionState.CONNECTED  # a module constant: enum member reads cost a call
 
 
 class Encoded:
@@ -63,7 +66,7 @@ def deliver(
     message: Encoded,
     excluded: frozenset[str] | set[str] = frozenset(),
 ) -> int:
-    """Queue ``message`` for every receiver not in ``excluded`` that finished its handshake.
+    """Queue ``message`` for every ``CONNECTED`` receiver not in ``excluded``.
 
     Returns:
         How many connections it was queued for.
@@ -72,11 +75,13 @@ def deliver(
     last_codec: HubCodec | None = None
     last_data: bytes | None = None
     last_frame: bytes | None = None
+    connected = _CONNECTED
     for conn in receivers:
-        codec = conn.codec
-        if codec is None or (excluded and conn.connection_id in excluded):
+        if conn.state is not connected or (excluded and conn.connection_id in excluded):
             continue
+        codec = conn.codec
         if codec is not last_codec:
+            assert codec is not None  # set once CONNECTED
             last_codec = codec
             last_data = message.for_codec(codec)
             if last_data is not None:

@@ -24,6 +24,7 @@ __all__ = ["DirectWebSocket", "ws_frame"]
 
 _TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
+_OPEN = State.OPEN  # read once: an enum member read off its class costs a call in 3.11
 
 
 def ws_frame(payload: bytes, *, binary: bool) -> bytes:
@@ -78,7 +79,7 @@ class DirectWebSocket:
             protocol.close_sent
             or protocol.disconnected
             or not self._writable.is_set()
-            or self._conn.state is not State.OPEN
+            or self._conn.state is not _OPEN
             or transport.is_closing()
         ):
             return False

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .errors import BadRequestError, PayloadTooLargeError
+from .errors import PayloadTooLargeError
 
 __all__ = ["Receive", "Scope", "Send", "Request", "json_response", "read_body", "send_response"]
 
@@ -129,15 +129,3 @@ async def json_response(
     await send_response(
         send, status, body, content_type="application/json; charset=utf-8", headers=headers
     )
-
-
-def parse_json(body: bytes) -> Any:
-    """Parse a JSON body.
-
-    Raises:
-        BadRequestError: the body is not UTF-8 JSON.
-    """
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequestError(f"The body is not valid JSON: {exc}.") from exc

@@ -19,7 +19,7 @@ Expired user memberships are ignored on every read and purged by :meth:`Hub.swee
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from .connection import ClientConnection
 
@@ -156,10 +156,6 @@ class Hub:
                 if not members:
                     del self.groups[group]
 
-    def groups_of(self, connection_id: str) -> Iterator[str]:
-        """The groups a connection joined directly."""
-        return iter(tuple(self.conn_groups.get(connection_id, ())))
-
     # users in groups -----------------------------------------------------------------
 
     def add_user_to_group(self, group: str, user_id: str, ttl: float | None = None) -> None:
@@ -271,7 +267,7 @@ class Registry:
         """Forget a connection everywhere (it stays findable by token for a while)."""
         if self.by_token.get(conn.token) is conn:
             del self.by_token[conn.token]
-            if conn.transport == "LongPolling":
+            if conn.transport is not None and conn.transport.polled:
                 self.recently_closed[conn.token] = (conn, self._clock())
         hub = self.hubs.get(conn.hub)
         if hub is not None:

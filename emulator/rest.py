@@ -1,4 +1,4 @@
-"""The data-plane REST API (PROTOCOL.md §5): every 2022-06-01 operation, the ``/api/v1``
+"""The data-plane REST API (docs/protocol.md §5): every 2022-06-01 operation, the ``/api/v1``
 aliases, ``:generateToken``, ``auth/accessKey`` and group connection listing.
 
 Every call needs a bearer JWT signed with an access key, unexpired, whose ``aud`` is the
@@ -45,12 +45,13 @@ from .errors import (
 )
 from .fanout import deliver
 from .http import Receive, Request, Scope, Send, json_response, read_body, send_response
+from .lifecycle import ConnectionState
 from .registry import Hub, hub_key
 from .rest_payload import parse_send_body
-from .rest_routes import RouteMatch, match_route
+from .rest_routes import Route, RouteMatch, match_route, route
 from .state import EmulatorState
 
-__all__ = ["handle_rest_request"]
+__all__ = ["ROUTES", "Call", "Handler", "handle_rest_request"]
 
 logger = logging.getLogger("emulator.rest")
 
@@ -64,11 +65,12 @@ _VALIDATORS: dict[str, Callable[[str], str]] = {
 
 
 class Call:
-    """One REST call: the request, its decoded path parameters, and the state."""
+    """One REST call: the request, its matched route (decoded path parameters, API flavour),
+    and the state."""
 
     __slots__ = ("body", "hub_name", "match", "request", "state")
 
-    def __init__(self, state: EmulatorState, request: Request, match: RouteMatch) -> None:
+    def __init__(self, state: EmulatorState, request: Request, match: RouteMatch[Handler]) -> None:
         self.state = state
         self.request = request
         self.match = match
@@ -160,10 +162,12 @@ async def invoke_connection(call: Call) -> Result:
     """Send an Invocation with an id to one connection and answer with its result."""
     hub = call.hub()
     conn = hub.connection(call.param("connection")) if hub else None
-    if conn is None or conn.codec is None or conn.closed:
+    if conn is None or conn.state is not ConnectionState.CONNECTED:
         raise NotFoundError(
             "The connection does not exist.", error_code="Warning.Connection.NotExisted"
         )
+    codec = conn.codec
+    assert codec is not None  # set once CONNECTED
     payload = parse_send_body(call.request.headers.get("content-type"), call.body).message
     assert isinstance(payload, InvocationMessage)
     invocation_id = secrets.token_hex(8)
@@ -173,7 +177,7 @@ async def invoke_connection(call: Call) -> Result:
     conn.pending_results[invocation_id] = future
     message = dataclasses.replace(payload, invocation_id=invocation_id)
     try:
-        conn.enqueue(conn.codec.encode(message))
+        conn.enqueue(codec.encode(message))
         async with asyncio.timeout(_INVOKE_TIMEOUT):
             completion = await future
     except TimeoutError as exc:
@@ -358,32 +362,55 @@ def unsupported(call: Call) -> Result:
     raise NotSupportedError("This operation is not implemented by the emulator.")
 
 
-_HANDLERS: dict[str, Callable[[Call], Result | Awaitable[Result]]] = {
-    "invoke_connection": invoke_connection,
-    "send_all": send_all,
-    "send_user": send_user,
-    "send_connection": send_connection,
-    "send_group": send_group,
-    "close_all": close_all,
-    "close_user": close_user,
-    "close_group": close_group,
-    "close_connection": close_connection,
-    "connection_exists": connection_exists,
-    "user_exists": user_exists,
-    "group_exists": group_exists,
-    "user_in_group": user_in_group,
-    "add_connection_group": add_connection_group,
-    "remove_connection_group": remove_connection_group,
-    "remove_connection_all_groups": remove_connection_all_groups,
-    "add_user_group": add_user_group,
-    "remove_user_group": remove_user_group,
-    "remove_user_all_groups": remove_user_all_groups,
-    "list_group": list_group,
-    "generate_token": generate_token,
-    "access_key": access_key,
-    "health": health,
-    "unsupported": unsupported,
+Handler = Callable[[Call], Result | Awaitable[Result]]
+"""An operation: takes the call, returns (or awaits) ``(status, payload, headers)``."""
+
+# A user's group membership has two paths (user first or group first), same handlers.
+_USER_IN_GROUP: dict[str, Handler] = {
+    "PUT": add_user_group,
+    "DELETE": remove_user_group,
+    "HEAD": user_in_group,
+    "GET": user_in_group,
 }
+
+ROUTES: tuple[Route[Handler], ...] = (
+    route("health", HEAD=health, GET=health),
+    route("auth/accessKey", GET=access_key),
+    route("hubs/{hub}", POST=send_all),
+    route("hubs/{hub}/:send", POST=send_all),
+    route("hubs/{hub}/:closeConnections", POST=close_all),
+    route("hubs/{hub}/:generateToken", POST=generate_token),
+    route("hubs/{hub}/:execute", POST=unsupported),
+    route("hubs/{hub}/users/{user}", POST=send_user, HEAD=user_exists, GET=user_exists),
+    route("hubs/{hub}/users/{user}/:send", POST=send_user),
+    route("hubs/{hub}/users/{user}/:closeConnections", POST=close_user),
+    route("hubs/{hub}/users/{user}/groups", DELETE=remove_user_all_groups),
+    route("hubs/{hub}/users/{user}/groups/{group}", _USER_IN_GROUP),
+    route(
+        "hubs/{hub}/connections/{connection}",
+        POST=send_connection,
+        DELETE=close_connection,
+        HEAD=connection_exists,
+        GET=connection_exists,
+    ),
+    route("hubs/{hub}/connections/{connection}/:send", POST=send_connection),
+    route("hubs/{hub}/connections/{connection}/:invoke", POST=invoke_connection),
+    route("hubs/{hub}/connections/{connection}/groups", DELETE=remove_connection_all_groups),
+    route("hubs/{hub}/connections/{connection}/streams/{stream}/:send", POST=unsupported),
+    route("hubs/{hub}/connections/{connection}/streams/{stream}/:complete", POST=unsupported),
+    route("hubs/{hub}/groups/{group}", POST=send_group, HEAD=group_exists, GET=group_exists),
+    route("hubs/{hub}/groups/{group}/:send", POST=send_group),
+    route("hubs/{hub}/groups/{group}/:closeConnections", POST=close_group),
+    route("hubs/{hub}/groups/{group}/connections", GET=list_group),
+    route(
+        "hubs/{hub}/groups/{group}/connections/{connection}",
+        PUT=add_connection_group,
+        DELETE=remove_connection_group,
+    ),
+    route("hubs/{hub}/groups/{group}/users/{user}", _USER_IN_GROUP),
+)
+"""Every REST operation: path template (under ``/api`` or ``/api/v1``) and method → handler,
+matched in order by :func:`emulator.rest_routes.match_route`."""
 
 
 def _validate(call: Call) -> None:
@@ -416,10 +443,11 @@ async def handle_rest_request(
     head = request.method == "HEAD"
     status = 500
     try:
-        match = match_route(request.raw_path, request.method)
+        match = match_route(ROUTES, request.raw_path, request.method)
         if match is None:
             raise NotFoundError(f"No REST operation at {request.path}.")
-        if match.operation is None:
+        handler = match.handler
+        if handler is None:
             raise MethodNotAllowedError(
                 f"{request.method} is not allowed here; use {', '.join(match.allowed)}.",
                 allowed=match.allowed,
@@ -435,7 +463,7 @@ async def handle_rest_request(
         call = Call(state, request, match)
         _validate(call)
         call.body = await read_body(receive, state.settings.max_rest_body)
-        outcome = _HANDLERS[match.operation](call)
+        outcome = handler(call)
         if inspect.isawaitable(outcome):
             outcome = await outcome
         status, payload, headers = outcome

@@ -1,4 +1,4 @@
-"""Parse the body of a REST ``:send`` into a message ready for fan-out (PROTOCOL.md §5.3).
+"""Parse the body of a REST ``:send`` into a message ready for fan-out (docs/protocol.md §5.3).
 
 Three forms are accepted:
 

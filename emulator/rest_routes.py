@@ -1,88 +1,52 @@
-"""Route table of the data-plane REST API, matched on the raw (percent-encoded) path.
+"""Route matching of the data-plane REST API, on the raw (percent-encoded) path.
 
 A path is split on ``/`` *before* percent-decoding, so a group called ``a/b`` (sent as
 ``a%2Fb``) is one segment. Placeholders are ``{hub}``, ``{user}``, ``{group}``,
 ``{connection}`` and ``{stream}``; ``:send``-style action segments are literals. Both the
 ``/api`` (2022-06-01 and later) and the ``/api/v1`` prefix accept every route, as
 Microsoft's emulator does; a few operations answer a different status under ``/api/v1``.
+
+The table itself, from path template and method straight to the handler function, is
+:data:`emulator.rest.ROUTES`; this module only matches a request against such a table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import unquote
 
 from .errors import BadRequestError
 
-__all__ = ["ROUTES", "Route", "RouteMatch", "match_route"]
+__all__ = ["Route", "RouteMatch", "match_route", "route"]
+
+H = TypeVar("H")
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """One path template and the operation names per HTTP method."""
+class Route(Generic[H]):
+    """One path template (split on ``/``) and its handler per HTTP method."""
 
     template: tuple[str, ...]
-    methods: dict[str, str]
+    methods: Mapping[str, H]
 
 
 @dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """A matched route: operation name, decoded placeholders, and the API flavour."""
+class RouteMatch(Generic[H]):
+    """A matched route: the handler (``None`` when the path exists but not for the method),
+    the decoded placeholders, the API flavour, and the methods the path takes."""
 
-    operation: str | None
+    handler: H | None
     params: dict[str, str]
     v1: bool
     allowed: tuple[str, ...]
 
 
-def _r(path: str, **methods: str) -> Route:
-    return Route(tuple(path.split("/")), methods)
-
-
-# A user's group membership has two paths (user first or group first), same operations.
-_USER_IN_GROUP = {
-    "PUT": "add_user_group",
-    "DELETE": "remove_user_group",
-    "HEAD": "user_in_group",
-    "GET": "user_in_group",
-}
-
-ROUTES: tuple[Route, ...] = (
-    _r("health", HEAD="health", GET="health"),
-    _r("auth/accessKey", GET="access_key"),
-    _r("hubs/{hub}", POST="send_all"),
-    _r("hubs/{hub}/:send", POST="send_all"),
-    _r("hubs/{hub}/:closeConnections", POST="close_all"),
-    _r("hubs/{hub}/:generateToken", POST="generate_token"),
-    _r("hubs/{hub}/:execute", POST="unsupported"),
-    _r("hubs/{hub}/users/{user}", POST="send_user", HEAD="user_exists", GET="user_exists"),
-    _r("hubs/{hub}/users/{user}/:send", POST="send_user"),
-    _r("hubs/{hub}/users/{user}/:closeConnections", POST="close_user"),
-    _r("hubs/{hub}/users/{user}/groups", DELETE="remove_user_all_groups"),
-    _r("hubs/{hub}/users/{user}/groups/{group}", **_USER_IN_GROUP),
-    _r(
-        "hubs/{hub}/connections/{connection}",
-        POST="send_connection",
-        DELETE="close_connection",
-        HEAD="connection_exists",
-        GET="connection_exists",
-    ),
-    _r("hubs/{hub}/connections/{connection}/:send", POST="send_connection"),
-    _r("hubs/{hub}/connections/{connection}/:invoke", POST="invoke_connection"),
-    _r("hubs/{hub}/connections/{connection}/groups", DELETE="remove_connection_all_groups"),
-    _r("hubs/{hub}/connections/{connection}/streams/{stream}/:send", POST="unsupported"),
-    _r("hubs/{hub}/connections/{connection}/streams/{stream}/:complete", POST="unsupported"),
-    _r("hubs/{hub}/groups/{group}", POST="send_group", HEAD="group_exists", GET="group_exists"),
-    _r("hubs/{hub}/groups/{group}/:send", POST="send_group"),
-    _r("hubs/{hub}/groups/{group}/:closeConnections", POST="close_group"),
-    _r("hubs/{hub}/groups/{group}/connections", GET="list_group"),
-    _r(
-        "hubs/{hub}/groups/{group}/connections/{connection}",
-        PUT="add_connection_group",
-        DELETE="remove_connection_group",
-    ),
-    _r("hubs/{hub}/groups/{group}/users/{user}", **_USER_IN_GROUP),
-)
+def route(path: str, methods: Mapping[str, H] | None = None, **by_method: H) -> Route[H]:
+    """A :class:`Route` for ``path`` (e.g. ``"hubs/{hub}/:send"``) with handlers per method,
+    given as a mapping, as keywords (``POST=send_all``), or both."""
+    return Route(tuple(path.split("/")), {**(methods or {}), **by_method})
 
 
 def _decode(segment: str) -> str:
@@ -92,11 +56,11 @@ def _decode(segment: str) -> str:
         raise BadRequestError(f"A path segment is not valid percent-encoded UTF-8: {exc}.") from exc
 
 
-def match_route(raw_path: str, method: str) -> RouteMatch | None:
-    """Match a raw REST path (``/api/...``) and method.
+def match_route(routes: Sequence[Route[H]], raw_path: str, method: str) -> RouteMatch[H] | None:
+    """Match a raw REST path (``/api/...``) and method against ``routes``, in order.
 
     Returns:
-        ``None`` when no route has this shape; a match whose ``operation`` is ``None``
+        ``None`` when no route has this shape; a match whose ``handler`` is ``None``
         when the shape exists but not for ``method`` (answer 405 with ``allowed``).
 
     Raises:
@@ -107,8 +71,8 @@ def match_route(raw_path: str, method: str) -> RouteMatch | None:
         return None
     v1 = parts[2] == "v1"
     segments = parts[3:] if v1 else parts[2:]
-    for route in ROUTES:
-        template = route.template
+    for candidate in routes:
+        template = candidate.template
         if len(template) != len(segments):
             continue
         params: dict[str, str] = {}
@@ -119,6 +83,6 @@ def match_route(raw_path: str, method: str) -> RouteMatch | None:
                 break
         else:
             decoded = {name: _decode(value) for name, value in params.items()}
-            operation = route.methods.get(method)
-            return RouteMatch(operation, decoded, v1, tuple(route.methods))
+            handler = candidate.methods.get(method)
+            return RouteMatch(handler, decoded, v1, tuple(candidate.methods))
     return None

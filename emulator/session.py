@@ -23,6 +23,7 @@ from signalr_protocol.messages import (
     StreamInvocationMessage,
 )
 
+from .lifecycle import ConnectionState
 from .upstream import UpstreamContext
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ __all__ = ["HubSession"]
 
 logger = logging.getLogger("emulator.connections")
 
-_TEXT_ONLY_TRANSPORTS = frozenset({"ServerSentEvents"})
+# Module constants: reading a member off an enum class costs a descriptor call in 3.11.
+_HANDSHAKING = ConnectionState.HANDSHAKING
+_CONNECTED = ConnectionState.CONNECTED
 
 
 class HubSession:
@@ -48,19 +51,17 @@ class HubSession:
         self._parser: MessageParser | None = None
         self._context: UpstreamContext | None = None
 
-    @property
-    def connected(self) -> bool:
-        """Whether the handshake succeeded (and ``connected`` was reported upstream)."""
-        return self._context is not None
-
     async def receive(self, data: bytes) -> None:
         """Process bytes the client sent (any split: partial or several messages)."""
         conn = self.conn
         conn.last_received = time.monotonic()
-        if self._parser is None:
+        if conn.state is _HANDSHAKING:
             data = await self._receive_handshake(data)
-            if not data or self._parser is None:
+            if not data:  # incomplete or refused, or nothing after the handshake
                 return
+        elif conn.state is not _CONNECTED:
+            return  # closing: input is no longer read
+        assert self._parser is not None
         try:
             messages = self._parser.feed(data)
         except HubProtocolError as exc:
@@ -85,7 +86,7 @@ class HubSession:
                     f"The server does not support version {request.version} of the "
                     f"'{request.protocol}' protocol."
                 )
-            if codec.binary and conn.transport in _TEXT_ONLY_TRANSPORTS:
+            if codec.binary and conn.transport is not None and conn.transport.text_only:
                 raise HubProtocolError(
                     f"Cannot use the '{codec.name}' protocol on the current transport. The "
                     "transport does not support 'Binary' transfer format."
@@ -98,7 +99,7 @@ class HubSession:
         remaining = self._handshake.remaining
         self._handshake = None
         conn.enqueue(encode_handshake_response())
-        conn.codec = codec
+        conn.open(codec)
         self._parser = codec.new_parser(self._state.settings.max_message_size)
         self._state.registry.hub(conn.hub).add(conn)
         self._context = UpstreamContext(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from signalr_protocol.messages import PingMessage
 
+from .lifecycle import ConnectionState
 from .registry import Registry
 from .settings import EmulatorSettings
 
@@ -31,6 +32,10 @@ __all__ = ["EmulatorState"]
 logger = logging.getLogger("emulator.connections")
 
 _PING = PingMessage()
+# Module constants: reading a member off an enum class costs a descriptor call in 3.11.
+_NEGOTIATED = ConnectionState.NEGOTIATED
+_HANDSHAKING = ConnectionState.HANDSHAKING
+_CLOSING = ConnectionState.CLOSING
 
 
 class EmulatorState:
@@ -83,9 +88,10 @@ class EmulatorState:
         s = self.settings
         registry = self.registry
         for conn in registry.connections():
-            if conn.closed:
+            state = conn.state
+            if state >= _CLOSING:
                 continue
-            if conn.transport is None:
+            if state is _NEGOTIATED:
                 if now - conn.created > s.disconnect_timeout:
                     logger.info("Connection %s dropped: never connected", conn.connection_id)
                     conn.abort("The client never connected.")
@@ -94,14 +100,15 @@ class EmulatorState:
             if conn.idle_since is not None and now - conn.idle_since > s.disconnect_timeout:
                 conn.abort("The client stopped polling.")
                 continue
-            codec = conn.codec
-            if codec is None:
+            if state is _HANDSHAKING:
                 if now - conn.created > s.handshake_timeout:
                     logger.info("Connection %s closed: no handshake", conn.connection_id)
                     conn.close("Handshake was canceled.")
                 continue
+            transport, codec = conn.transport, conn.codec
+            assert transport is not None and codec is not None  # both set once CONNECTED
             if (
-                conn.transport != "LongPolling"
+                transport.keep_alive
                 and not conn.in_call
                 and now - conn.last_received > s.client_timeout
             ):
@@ -111,7 +118,7 @@ class EmulatorState:
             if conn.sent_flag:
                 conn.sent_flag = False
                 conn.last_sent = now
-            elif now - conn.last_sent >= s.keep_alive_interval and conn.transport != "LongPolling":
+            elif transport.keep_alive and now - conn.last_sent >= s.keep_alive_interval:
                 ping = self._pings.get(codec.name)
                 if ping is None:
                     ping = self._pings[codec.name] = codec.encode(_PING)

@@ -2,7 +2,9 @@
 
 Each transport is a way to write the connection's output (everything queued goes out as
 one frame / event / poll answer) and a way to feed what the client sends into the
-connection's :class:`~emulator.session.HubSession`:
+connection's :class:`~emulator.session.HubSession`. The first request fixes the
+connection's :class:`~emulator.lifecycle.Transport` (``attach``); a request of another
+transport is refused.
 
 * **WebSockets**: the ASGI handler reads frames and feeds the session inline; output is
   written directly by :meth:`ClientConnection.enqueue` (no writer task). Text frames for
@@ -25,6 +27,7 @@ from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, NotFoundError
 from .fastpath import DirectWebSocket
 from .http import Receive, Scope, Send, read_body, send_response
+from .lifecycle import ConnectionState, Transport
 from .session import HubSession
 from .state import EmulatorState
 
@@ -38,9 +41,6 @@ __all__ = [
 
 logger = logging.getLogger("emulator.transports")
 
-_LONG_POLLING = "LongPolling"
-_SSE = "ServerSentEvents"
-_WEBSOCKETS = "WebSockets"
 _CLOSE_GRACE = 2.0  # seconds a closing connection has to flush before its socket is dropped
 
 
@@ -59,11 +59,13 @@ async def handle_websocket(
     timeout, overflow), a closer gives it ``_CLOSE_GRACE`` seconds to flush and send the
     close frame; a client that does not read is then dropped, and returning ends the
     socket.
+
+    Raises:
+        ConnectionStateError: the connection already has a transport (before accepting).
     """
+    conn.attach(Transport.WEB_SOCKETS)
     await send({"type": "websocket.accept"})
     scope["emulator.accepted"] = True
-    conn.transport = _WEBSOCKETS
-    conn.idle_since = None
 
     async def send_frame(data: bytes) -> None:
         codec = conn.codec
@@ -154,10 +156,9 @@ async def handle_server_sent_events(
     state: EmulatorState, conn: ClientConnection, receive: Receive, send: Send
 ) -> None:
     """Stream the connection's output as Server-Sent Events until it closes."""
-    if conn.transport is not None:
+    if conn.state is not ConnectionState.NEGOTIATED:
         raise ConflictError("This connection already has a transport.")
-    conn.transport = _SSE
-    conn.idle_since = None
+    conn.attach(Transport.SERVER_SENT_EVENTS)
     _start_pump(state, conn)
     await send(
         {
@@ -200,14 +201,16 @@ async def handle_long_poll(
     state: EmulatorState, conn: ClientConnection, receive: Receive, send: Send
 ) -> None:
     """Answer one long-poll GET."""
-    if conn.transport is None:
-        conn.transport = _LONG_POLLING
-        conn.idle_since = time.monotonic()
+    if conn.state is ConnectionState.NEGOTIATED:
+        conn.attach(Transport.LONG_POLLING)
         _start_pump(state, conn)
         await send_response(send, 200, content_type="application/octet-stream")
         return
-    if conn.transport != _LONG_POLLING:
-        raise BadRequestError(f"This connection uses {conn.transport}, not long polling.")
+    transport = conn.transport
+    if transport is None:
+        raise NotFoundError("The connection is closed.")
+    if not transport.polled:
+        raise BadRequestError(f"This connection uses {transport}, not long polling.")
     if conn.drained:
         await send_response(send, 204)
         return
@@ -246,7 +249,8 @@ async def handle_post(
     state: EmulatorState, conn: ClientConnection, receive: Receive, send: Send
 ) -> None:
     """Accept bytes the client sends over SSE / long polling (one or more messages)."""
-    if conn.transport not in (_SSE, _LONG_POLLING) or conn.inbound is None:
+    transport = conn.transport
+    if transport is None or not transport.posts or conn.inbound is None:
         raise BadRequestError("POST sends are only for Server-Sent Events and long polling.")
     body = await read_body(receive, state.settings.max_message_size * 4)
     if conn.closed:
@@ -260,7 +264,7 @@ async def handle_delete(
     state: EmulatorState, conn: ClientConnection, receive: Receive, send: Send
 ) -> None:
     """End a long-polling connection at the client's request."""
-    if conn.transport != _LONG_POLLING:
+    if conn.transport is None or not conn.transport.polled:
         raise BadRequestError("DELETE is only for long-polling connections.")
     conn.abort()
     await send_response(send, 202)

@@ -1,9 +1,11 @@
 """The emulator's upstream: POST client events to the app's webhook, as the service does.
 
-``PROTOCOL.md`` §4. For every client event (connected, disconnected, an invocation) the first
-upstream template whose hub, category and event patterns match receives a signed POST with the
-``X-ASRS-*`` headers; for an invocation with an id, the answer becomes the bytes written back to
-the client (the app's framed Completion, or an error Completion made here).
+docs/protocol.md §4. For every client event (connected, disconnected, an invocation) the
+first upstream template whose hub, category and event patterns match receives a signed POST
+with the ``X-ASRS-*`` headers, written by the core
+(:func:`signalr_protocol.upstream.encode_upstream_headers`); for an invocation with an id, the
+answer becomes the bytes written back to the client (the app's framed Completion, or an error
+Completion made here).
 
 API:
 
@@ -18,8 +20,9 @@ API:
 - ``UpstreamSettingsFile(path, *, interval=1.0)`` – a callable returning the templates of a
   settings file, reloaded when its mtime or size changes (checked at most once per
   ``interval`` seconds, on call). A broken edit is logged and the previous templates stay.
-- ``UpstreamContext(hub, connection_id, user_id, claims, query, codec)`` – what the headers are
-  made from.
+- ``UpstreamContext(hub, connection_id, user_id, claims, query, codec)`` – one connection's
+  side of the headers; ``request(category, event)`` makes the core's ``UpstreamRequest``.
+  An invocation's headers are made once per connection and target, then reused.
 - ``UpstreamDispatcher(templates, keys, client, timeout)`` – ``connected(ctx)``,
   ``disconnected(ctx, error)``, ``invoke(ctx, message) -> bytes | None``. It never raises for
   upstream failures: connection events and fire-and-forget invocations log a warning with the
@@ -50,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote_plus, urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
@@ -59,7 +62,14 @@ import yarl
 from signalr_protocol.codec import HubCodec
 from signalr_protocol.errors import HubProtocolError
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
-from signalr_protocol.signature import signature_header
+from signalr_protocol.upstream import (
+    CATEGORY_CONNECTIONS,
+    CATEGORY_MESSAGES,
+    EVENT_CONNECTED,
+    EVENT_DISCONNECTED,
+    UpstreamRequest,
+    encode_upstream_headers,
+)
 
 from .errors import EmulatorConfigError
 
@@ -80,14 +90,13 @@ logger = logging.getLogger("emulator.upstream")
 DEFAULT_UPSTREAM_URL: Final = "http://localhost:7071/runtime/webhooks/signalr"
 MAX_RESPONSE_SIZE: Final = 16 * 1024 * 1024
 
-CATEGORY_CONNECTIONS: Final = "connections"
-CATEGORY_MESSAGES: Final = "messages"
-
 _PLACEHOLDER: Final = re.compile(r"\{(hub|category|event)\}", re.IGNORECASE)
 _CONNECTED_BODY: Final = b'{"type":10}'
 _JSON: Final = b"application/json"
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _URL_CACHE_SIZE: Final = 1024
+_HEADER_CACHE_SIZE: Final = 32  # per connection: the invoked targets whose headers are kept
+
+Headers = list[tuple[bytes, bytes]]
 
 
 # ------------------------------------------------------------------------------- templates
@@ -162,10 +171,15 @@ class UpstreamTemplate:
         )
 
     def url_for(self, hub: str, category: str, event: str) -> str:
-        """The URL to POST to, with the placeholders replaced by percent-encoded values."""
+        """The URL to POST to, with the placeholders replaced by percent-encoded values.
+
+        A character with no UTF-8 form (a lone surrogate, which a JSON client can send in a
+        target) is encoded as ``?``, as in the ``X-ASRS-*`` headers.
+        """
         values = {"hub": hub, "category": category, "event": event}
         return _PLACEHOLDER.sub(
-            lambda match: quote(values[match.group(1).lower()], safe=""), self.url_template
+            lambda match: quote(values[match.group(1).lower()], safe="", errors="replace"),
+            self.url_template,
         )
 
 
@@ -339,21 +353,23 @@ class UpstreamContext:
     claims: Sequence[tuple[str, str]]
     query: str
     codec: HubCodec
+    # The headers of this connection's invocations, per (dispatcher, target): everything
+    # in them but the event is fixed for the connection's life, so each is made once.
+    invocation_headers: dict[tuple[object, str], Headers] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
-
-def _header_value(value: str) -> bytes:
-    # Header values can't carry CR/LF or other controls; non-ASCII goes out as UTF-8 bytes.
-    return _CONTROL.sub(" ", value).encode("utf-8")
-
-
-def _client_query(query: str) -> str:
-    """The query without ``access_token``, with a leading ``?``; ``""`` when nothing is left."""
-    kept = [
-        part
-        for part in query.lstrip("?").split("&")
-        if part and unquote_plus(part.partition("=")[0]).lower() != "access_token"
-    ]
-    return "?" + "&".join(kept) if kept else ""
+    def request(self, category: str, event: str) -> UpstreamRequest:
+        """The upstream request of one event of this connection."""
+        return UpstreamRequest(
+            hub=self.hub,
+            category=category,
+            event=event,
+            connection_id=self.connection_id,
+            user_id=self.user_id,
+            claims=tuple(self.claims),
+            query=self.query,
+        )
 
 
 def _short(exc: BaseException) -> str:
@@ -432,30 +448,25 @@ class UpstreamDispatcher:
 
     def _headers(
         self, ctx: UpstreamContext, category: str, event: str, content_type: bytes
-    ) -> list[tuple[bytes, bytes]]:
-        headers = [
-            (b"X-ASRS-Connection-Id", _header_value(ctx.connection_id)),
-            (b"X-ASRS-Hub", _header_value(ctx.hub)),
-            (b"X-ASRS-Category", category.encode()),
-            (b"X-ASRS-Event", _header_value(event)),
-        ]
-        if ctx.user_id:
-            headers.append((b"X-ASRS-User-Id", _header_value(ctx.user_id)))
-        if ctx.claims:
-            claims = ", ".join(f"{kind}: {value}" for kind, value in ctx.claims)
-            headers.append((b"X-ASRS-User-Claims", _header_value(claims)))
-        query = _client_query(ctx.query)
-        if query:
-            headers.append((b"X-ASRS-Client-Query", _header_value(query)))
-        if self._keys:
-            signature = signature_header(ctx.connection_id, self._keys)
-            headers.append((b"X-ASRS-Signature", signature.encode("ascii")))
+    ) -> Headers:
+        """The ``X-ASRS-*`` headers (signed with this dispatcher's keys) and Content-Type."""
+        headers = encode_upstream_headers(ctx.request(category, event), self._keys)
         headers.append((b"Content-Type", content_type))
         return headers
 
-    async def _post(
-        self, url: str, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[int, bytes]:
+    def _invocation_headers(self, ctx: UpstreamContext, event: str) -> Headers:
+        """:meth:`_headers` of an invocation of ``event``, made once per connection and target."""
+        cache = ctx.invocation_headers
+        key = (self, event)
+        headers = cache.get(key)
+        if headers is None:
+            if len(cache) >= _HEADER_CACHE_SIZE:
+                cache.clear()
+            content_type = ctx.codec.content_type.encode()
+            headers = cache[key] = self._headers(ctx, CATEGORY_MESSAGES, event, content_type)
+        return headers
+
+    async def _post(self, url: str, headers: Headers, body: bytes) -> tuple[int, bytes]:
         """POST and read the answer; raise :class:`_Failure` with the reason."""
         if isinstance(self._client, aiohttp.ClientSession):
             return await self._post_aiohttp(self._client, url, headers, body)
@@ -486,7 +497,7 @@ class UpstreamDispatcher:
         self,
         session: aiohttp.ClientSession,
         url: str,
-        headers: list[tuple[bytes, bytes]],
+        headers: Headers,
         body: bytes,
     ) -> tuple[int, bytes]:
         target = self._urls.get(url)
@@ -564,7 +575,7 @@ class UpstreamDispatcher:
         The answer is only logged when it is not 200/204: a refused connect does not close
         the client, as in the service's emulator.
         """
-        await self._notify(ctx, "connected", _CONNECTED_BODY)
+        await self._notify(ctx, EVENT_CONNECTED, _CONNECTED_BODY)
 
     async def disconnected(self, ctx: UpstreamContext, error: str | None) -> None:
         """Report a closed connection (body ``{"type":11}`` or ``{"type":11,"error":...}``)."""
@@ -572,7 +583,7 @@ class UpstreamDispatcher:
         if error:
             payload["error"] = error
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        await self._notify(ctx, "disconnected", body)
+        await self._notify(ctx, EVENT_DISCONNECTED, body)
 
     async def invoke(self, ctx: UpstreamContext, message: InvocationMessage) -> bytes | None:
         """Send an invocation upstream; return the bytes to write to the client.
@@ -603,7 +614,7 @@ class UpstreamDispatcher:
         url = template.url_for(ctx.hub, CATEGORY_MESSAGES, event)
         try:
             body = codec.encode_payload(message)
-            headers = self._headers(ctx, CATEGORY_MESSAGES, event, codec.content_type.encode())
+            headers = self._invocation_headers(ctx, event)
             status, answer = await self._post(url, headers, body)
         except _Failure as failure:
             text = f"Invocation failed, {failure.reason}."

@@ -215,6 +215,36 @@ async def test_second_websocket_on_same_id_is_refused(emu: RunningEmulator, hub:
         assert info.value.response.status_code == 409
 
 
+async def test_a_connection_keeps_the_transport_it_started_with(
+    emu: RunningEmulator, hub: str
+) -> None:
+    """After a first long poll, SSE and WebSocket requests get 409; SSE refuses polls and DELETE."""
+    token = emu.client_token(hub)
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient() as http:
+
+        async def new_id() -> str:
+            url = f"{emu.base_url}/client/negotiate?hub={hub}&negotiateVersion=1"
+            return str((await http.post(url, headers=bearer)).json()["connectionToken"])
+
+        polled = f"{emu.client_url(hub)}&id={await new_id()}"
+        assert (await http.get(polled, headers=bearer)).status_code == 200
+        sse = await http.get(polled, headers={**bearer, "Accept": "text/event-stream"})
+        assert sse.status_code == 409 and "already has a transport" in sse.text
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(polled.replace("http://", "ws://"), additional_headers=bearer):
+                pass
+        assert info.value.response.status_code == 409
+
+        streamed = f"{emu.client_url(hub)}&id={await new_id()}"
+        sse_headers = {**bearer, "Accept": "text/event-stream"}
+        async with http.stream("GET", streamed, headers=sse_headers) as stream:
+            assert stream.status_code == 200
+            poll = await http.get(streamed, headers=bearer)
+            assert poll.status_code == 400 and "ServerSentEvents" in poll.text
+            assert (await http.delete(streamed, headers=bearer)).status_code == 400
+
+
 @pytest.mark.parametrize(
     ("handshake", "error"),
     [
@@ -365,3 +395,27 @@ async def test_client_timeout_is_paused_while_the_upstream_works() -> None:
                 )
                 message = await asyncio.wait_for(client.receive(), 10)
                 assert message == {"type": 3, "invocationId": "1", "result": "late"}
+
+
+async def test_a_target_without_utf8_form_still_goes_upstream() -> None:
+    """A JSON target holding a lone surrogate is forwarded with it replaced, and answered."""
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_body(receive, 2**20)
+        headers = dict(scope["headers"])
+        if headers.get(b"x-asrs-category") == b"messages":
+            seen.append((scope["raw_path"], headers[b"x-asrs-event"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serve_asgi(upstream_app, lifespan="off") as upstream:
+        async with running_emulator(upstream_url=f"{upstream}/hook/{{event}}") as emu:
+            async with raw_client(emu, "chat") as client:
+                frame = '{"type":1,"invocationId":"1","target":"a\\ud800b","arguments":[]}'
+                await client.ws.send(frame + RS)
+                message = await asyncio.wait_for(client.receive(), 10)
+                assert message == {"type": 3, "invocationId": "1"}
+    assert seen == [(b"/hook/a%3Fb", b"a?b")]

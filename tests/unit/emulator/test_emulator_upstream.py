@@ -269,6 +269,35 @@ async def test_json_invocation_body_and_relayed_answer(harness: Harness) -> None
 
 
 @pytest.mark.anyio
+async def test_each_invocation_carries_its_own_event_and_the_dispatchers_keys(
+    harness: Harness,
+) -> None:
+    """Headers made once per connection and target stay right across targets and key sets."""
+    ctx = context()
+    primary = harness.dispatcher(keys=(PRIMARY,))
+    for target in ("echo", "shout", "echo"):
+        await primary.invoke(ctx, InvocationMessage(target, [], invocation_id="1"))
+    await harness.dispatcher(keys=(SECONDARY,)).invoke(ctx, InvocationMessage("echo", []))
+    requests = harness.recorder.requests
+    assert [r.headers["x-asrs-event"] for r in requests] == ["echo", "shout", "echo", "echo"]
+    assert [r.path.rsplit("/", 1)[1] for r in requests] == ["echo", "shout", "echo", "echo"]
+    signatures = [r.headers["x-asrs-signature"] for r in requests]
+    assert signatures[:3] == [compute_signature("conn-1", PRIMARY)] * 3
+    assert signatures[3] == compute_signature("conn-1", SECONDARY)
+    assert all(r.headers["x-asrs-client-query"] == "?hub=chat&id=abc" for r in requests)
+
+
+@pytest.mark.anyio
+async def test_a_lone_surrogate_in_a_name_is_replaced_not_fatal(harness: Harness) -> None:
+    """A target with no UTF-8 form still reaches the upstream, the bad character replaced."""
+    answer = await harness.dispatcher().invoke(context(), InvocationMessage("a\ud800b", [], "2"))
+    assert answer == JSON_CODEC.encode(CompletionMessage.void("2"))
+    [request] = harness.recorder.requests
+    assert request.headers["x-asrs-event"] == "a?b"
+    assert request.path == "/hook/chat/messages/a%3Fb"
+
+
+@pytest.mark.anyio
 async def test_msgpack_invocation_body_and_empty_answer(harness: Harness) -> None:
     """A MessagePack invocation is POSTed without length prefix; an empty 200 gives a void one."""
     message = InvocationMessage("send", [b"\x00\x01", 5], invocation_id="3")

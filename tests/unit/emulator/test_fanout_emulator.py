@@ -5,13 +5,17 @@ from __future__ import annotations
 from emulator.connection import ClientConnection
 from emulator.fanout import Encoded, deliver
 from emulator.fastpath import ws_frame
+from emulator.lifecycle import Transport
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
 from signalr_protocol.messages import InvocationMessage
 
 
 def _conn(n: int, codec: HubCodec | None) -> ClientConnection:
+    """A connection on a WebSocket: connected with ``codec``, or still handshaking."""
     conn = ClientConnection(connection_id=f"c{n}", token=f"t{n}", hub="chat", user_id=None)
-    conn.codec = codec
+    conn.attach(Transport.WEB_SOCKETS)
+    if codec is not None:
+        conn.open(codec)
     return conn
 
 
@@ -33,9 +37,9 @@ def test_deliver_queues_the_same_bytes_object_per_protocol() -> None:
 
 def test_deliver_skips_excluded_closed_and_unready_receivers() -> None:
     """Excluded ids, closed connections and connections before the handshake get nothing."""
-    ready, excluded, closed, unready = (_conn(n, JSON_CODEC) for n in range(4))
+    ready, excluded, closed = (_conn(n, JSON_CODEC) for n in range(3))
+    unready = _conn(3, None)
     closed.close()
-    unready.codec = None
     message = Encoded(InvocationMessage(target="t", arguments=()))
 
     count = deliver([ready, excluded, closed, unready], message, frozenset({"c1"}))

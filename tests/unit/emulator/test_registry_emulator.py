@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.connection import ClientConnection
+from emulator.lifecycle import Transport
 from emulator.registry import MAX_USER_GROUPS, Hub, Registry, hub_key
 
 
@@ -135,7 +136,7 @@ def test_registry_lookup_keeps_closed_long_polling_connections(clock: Clock) -> 
     """A closed long-polling connection stays findable until forgotten, so a last poll works."""
     registry = Registry(clock)
     c = conn("a")
-    c.transport = "LongPolling"
+    c.attach(Transport.LONG_POLLING)
     registry.track(c)
     registry.hub("chat").add(c)
     registry.remove(c)
