@@ -1,6 +1,6 @@
 """Walk every operation of Microsoft's REST OpenAPI files against the emulator.
 
-For each path and method of ``shared/spec/signalr-rest/*.json``: a valid call must be routed
+For each path and method of ``tests/data/signalr-rest/*.json`` (Microsoft's files, MIT): a valid call must be routed
 (never the unknown-route 404 or a 405) and answer a success status the spec declares, or a
 documented "no" (a 404 with an ``x-ms-error-code``), or 501 for the few operations the
 emulator does not implement; hostile path segments, query values and bodies must never
@@ -20,14 +20,8 @@ from tests.integration.emulator.emulator_kit import Rest
 
 pytestmark = pytest.mark.anyio
 
-SPEC_DIR = Path(__file__).resolve().parents[4] / "shared" / "spec" / "signalr-rest"
-if not SPEC_DIR.is_dir():  # the work tree may sit elsewhere than beside shared/
-    SPEC_DIR = Path("/work/shared/spec/signalr-rest")
-if not SPEC_DIR.is_dir():
-    pytest.skip(
-        "Microsoft's REST OpenAPI files (shared/spec/signalr-rest) are not beside this checkout",
-        allow_module_level=True,
-    )
+SPEC_DIR = Path(__file__).resolve().parents[2] / "data" / "signalr-rest"
+
 
 UNSUPPORTED = (":execute", "/streams/")
 
