@@ -1,6 +1,6 @@
 """The backend's one settings class, read from the environment (and ``.env``) at start-up.
 
-Fixed names from ARCHITECTURE.md keep an existing Function App's settings working:
+Fixed names (docs/migrating-from-functions.md) keep an existing Function App's settings working:
 ``AzureSignalRConnectionString``, ``WEBSITE_AUTH_ENABLED``, ``GATEWAY_API_KEYS`` and
 ``Azure__SignalR__Endpoints__<name>[__primary|__secondary]``. Every other setting is
 ``SIGNALR_<FIELD>``. Connection strings are parsed once, here, so a bad one stops the

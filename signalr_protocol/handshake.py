@@ -1,4 +1,4 @@
-"""The SignalR handshake, sans-I/O (``PROTOCOL.md`` §3.4).
+"""The SignalR handshake, sans-I/O (``docs/protocol.md`` §3.4).
 
 The client's first message is always JSON + ``0x1E``, whatever hub protocol it then speaks:
 ``{"protocol": "json"|"messagepack", "version": N}``. The server answers, also JSON + ``0x1E``,

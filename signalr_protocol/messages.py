@@ -1,6 +1,6 @@
 """SignalR hub protocol messages as frozen, slotted value objects.
 
-One class per message type of the hub protocol (``PROTOCOL.md`` §3.5–3.6), all under
+One class per message type of the hub protocol (``docs/protocol.md`` §3.5–3.6), all under
 :class:`HubMessage`, plus :class:`HandshakeRequest` (the first message of a connection, which is
 not a hub message). The encoders and parsers live in :mod:`signalr_protocol.codec` and
 :mod:`signalr_protocol.handshake`; this module only defines the values.

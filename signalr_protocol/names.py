@@ -1,4 +1,4 @@
-"""Name rules of the SignalR Service data plane (PROTOCOL.md §5.2).
+"""Name rules of the SignalR Service data plane (docs/protocol.md §5.2).
 
 Hub names: a letter, then up to 127 letters, digits or ``_`` ``,`` ``.`` ``[`` ``]`` or a
 backtick. Group names: 1 to 1,024 characters, not only white space. User and connection

@@ -1,4 +1,4 @@
-"""Upstream request signatures (PROTOCOL.md §4.2).
+"""Upstream request signatures (docs/protocol.md §4.2).
 
 The service signs each upstream request with every access key it has:
 ``X-ASRS-Signature: sha256=<hex HMAC-SHA256(key=UTF-8 key, msg=UTF-8 connection id)>``,
