@@ -17,6 +17,7 @@ into an HTTP answer: each class carries the status an edge should answer with.
     ├── HubProtocolError                   the SignalR hub protocol was violated (400)
     │   ├── HandshakeError                 bad or unsupported handshake request
     │   └── MessageTooLargeError           a frame over the configured size limit (413)
+    ├── PayloadError                       JSON / MessagePack value outside the limits (400)
     └── UpstreamFormatError                an X-ASRS-* upstream request is malformed (400)
 
 Messages say what to fix and never contain secrets (access keys, tokens).
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidTokenError",
     "MessageTooLargeError",
+    "PayloadError",
     "SignalRError",
     "TokenError",
     "TokenTooLargeError",
@@ -115,6 +117,17 @@ class MessageTooLargeError(HubProtocolError):
     """A single hub message is larger than the configured maximum."""
 
     status_code = 413
+
+
+class PayloadError(SignalRError):
+    """A JSON text or decoded MessagePack value is outside the payload limits.
+
+    Not valid JSON, ``NaN``/``Infinity``, a number too large, a lone surrogate, nesting
+    deeper than allowed or a MessagePack extension with no Python form
+    (:mod:`signalr_protocol.limits`). The message says which, and the limit.
+    """
+
+    status_code = 400
 
 
 class UpstreamFormatError(SignalRError):
