@@ -56,10 +56,8 @@ class _Param:
     base64: bool = False  # a ``bytes`` parameter: JSON clients send base64 text
 
 
-def _signature_params(
-    func: Callable[..., Any], owner: str, *, skip_first: bool
-) -> tuple[list[_Param], bool]:
-    """Inspect ``func`` once: its parameters with validators, and whether it returns void."""
+def _signature_params(func: Callable[..., Any], owner: str, *, skip_first: bool) -> list[_Param]:
+    """Inspect ``func`` once: its parameters with validators."""
     try:
         hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # NameError for unresolved forward references, mostly
@@ -96,9 +94,7 @@ def _signature_params(
                 base64=hint is bytes,
             )
         )
-    returns = hints.get("return", inspect.Signature.empty)
-    void = returns in (None, type(None), inspect.Signature.empty)
-    return result, void
+    return result
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -149,7 +145,7 @@ class EventHandler:
         self.filters = tuple(filters)
         owner = f"{hub_class.__name__}.{func.__name__}" if hub_class else func.__qualname__
         self.owner = owner
-        params, self.void = _signature_params(func, owner, skip_first=hub_class is not None)
+        params = _signature_params(func, owner, skip_first=hub_class is not None)
         self.is_async = inspect.iscoroutinefunction(func)
         self._params = params
         self._names = tuple(parameter_names)
@@ -285,7 +281,9 @@ class EventHandler:
 
         Returns:
             ``(result, has_result)``: the wire-ready return value, and whether the
-            completion should carry it (``False`` for a void method that returned ``None``).
+            completion carries it: always ``True``, so a void method completes with
+            ``result: null`` and the JS client's ``invoke()`` resolves to ``null``, as the
+            Functions extension answers (``CompletionMessage.WithResult(id, null)``).
 
         Raises:
             FilterRejectedError: a filter refused the call.
@@ -307,6 +305,4 @@ class EventHandler:
             result = await anyio.to_thread.run_sync(partial(call, *args, **kwargs))
             if inspect.isawaitable(result):
                 result = await result
-        if result is None and self.void:
-            return None, False
         return to_jsonable(result), True

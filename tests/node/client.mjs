@@ -8,6 +8,9 @@
 //    "targets":[...],"results":[...],"reconnect":false,"skipNegotiation":false,
 //    "logLevel":"None"}   (handlers of "results" targets return their first argument)
 //   {"cmd":"invoke"|"send","cid","req","target","args":[...]}
+//   {"cmd":"invokeTypeOf",...as invoke}  (replies "null", "undefined", "string", ... of the
+//                                          value invoke() resolved to: replies turn undefined
+//                                          into null)
 //   {"cmd":"stop","cid","req"}
 //   {"cmd":"exit"}
 // Events:
@@ -94,6 +97,10 @@ async function handle(cmd) {
       return connect(cmd);
     case "invoke":
       return connections.get(cmd.cid).invoke(cmd.target, ...fromWire(cmd.args || []));
+    case "invokeTypeOf": {
+      const value = await connections.get(cmd.cid).invoke(cmd.target, ...fromWire(cmd.args || []));
+      return value === null ? "null" : typeof value;
+    }
     case "send":
       await connections.get(cmd.cid).send(cmd.target, ...fromWire(cmd.args || []));
       return null;

@@ -11,6 +11,7 @@ events on stdout; it can host many connections, so keep processes few::
                                   targets=("newMessage",)) as client:
         client.connection_id                    # the id the server gave
         await client.invoke("echo", 1)          # -> result; raises NodeClientError(text)
+        await client.invoke_type_of("f")        # -> JS typeof of the result ("null" for null)
         await client.send("broadcast", "hi")    # fire and forget (awaits the send itself)
         args = await client.next_message("newMessage", timeout=5)   # -> list of arguments
         await client.closed.wait(); client.close_error   # set when the connection closes
@@ -275,6 +276,13 @@ class NodeClient:
         return await self.process.command(
             "invoke", cid=self.cid, target=target, args=_to_wire(list(args)), timeout=timeout
         )
+
+    async def invoke_type_of(self, target: str, *args: Any, timeout: float = 15) -> str:  # noqa: ASYNC109
+        """JS ``typeof`` of ``invoke``'s value (``"null"`` for null): tells null from undefined."""
+        kind: str = await self.process.command(
+            "invokeTypeOf", cid=self.cid, target=target, args=_to_wire(list(args)), timeout=timeout
+        )
+        return kind
 
     async def send(self, target: str, *args: Any, timeout: float = 15) -> None:  # noqa: ASYNC109
         """``connection.send(target, ...args)``."""

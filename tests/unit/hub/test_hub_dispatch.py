@@ -119,10 +119,23 @@ async def test_invocation_with_id_gets_a_framed_msgpack_completion(webhook: Webh
     assert completion(result, msgpack_body=True).result == b"\x00bin"
 
 
-async def test_void_method_gets_an_empty_completion(webhook: Webhook) -> None:
-    """A void method's invoke completes without a result."""
-    result = await dispatch(webhook, invocation_body("sendToUser", "bob", "hi"), event="sendToUser")
-    assert json.loads(result.body[:-1]) == {"type": 3, "invocationId": "1"}
+async def test_a_void_method_completes_with_result_null(webhook: Webhook) -> None:
+    """A void method's invoke completes with ``result: null`` (MessagePack: kind 3 and nil).
+
+    Reproduces Azure/azure-sdk-for-net
+    sdk/signalr/Microsoft.Azure.WebJobs.Extensions.SignalRService/src/TriggerBindings/Executor/SignalRInvocationMethodExecutor.cs
+    (``CompletionMessage.WithResult(message.InvocationId, result)`` with the void function's
+    ``null``); the MessagePack shape is dotnet/aspnetcore
+    src/SignalR/common/SignalR.Common/test/Internal/Protocol/MessagePackHubProtocolTestBase.cs
+    ("CompletionWithNoHeadersAndNullResult": ``[3, {}, "xyz", 3, nil]``).
+    """
+    body = invocation_body("sendToUser", "bob", "hi", invocation_id="8")
+    result = await dispatch(webhook, body, event="sendToUser")
+    assert result.body == b'{"type":3,"invocationId":"8","result":null}\x1e'
+    body = invocation_body("sendToUser", "bob", "hi", invocation_id="8", msgpack=True)
+    result = await dispatch(webhook, body, event="sendToUser", content_type="application/x-msgpack")
+    assert result.body[1:] == msgpack.packb([3, {}, "8", 3, None])
+    assert result.body[1:] == bytes([0x95, 0x03, 0x80, 0xA1, 0x38, 0x03, 0xC0])
 
 
 async def test_send_without_id_answers_200_without_body(

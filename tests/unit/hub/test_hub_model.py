@@ -230,9 +230,11 @@ async def test_bytes_arrive_as_base64_from_json_and_raw_from_msgpack(shop: HubRe
         await run(shop, context("blob", "not base64!"))
 
 
-async def test_void_methods_complete_without_result(shop: HubRegistry) -> None:
-    """None from a method annotated -> None is void; an Optional annotation keeps a null result."""
-    assert await run(shop, context("nothing")) == (None, False)
+async def test_void_and_optional_methods_both_complete_with_a_null_result(
+    shop: HubRegistry,
+) -> None:
+    """None from a method annotated -> None or -> str | None is carried as a null result."""
+    assert await run(shop, context("nothing")) == (None, True)
     assert await run(shop, context("maybe")) == (None, True)
 
 
@@ -316,7 +318,7 @@ async def test_hub_wide_filter_applies_to_connect_events(service: RecordingServi
     with pytest.raises(FilterRejectedError):
         await run(registry, context("connected", hub="members", category="connections"))
     ok = context("connected", hub="members", category="connections", claims=(("role", "member"),))
-    assert await run(registry, ok) == (None, False)
+    assert await run(registry, ok) == (None, True)
 
 
 async def test_has_role_needs_a_role() -> None:

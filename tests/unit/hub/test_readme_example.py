@@ -85,7 +85,7 @@ async def test_readme_example_hub_dispatches(webhook: Webhook, service: Recordin
     result = await webhook.dispatch(
         webhook_request(headers, invocation_body("adminBroadcast", "x"))
     )
-    assert completion(result) == CompletionMessage("1")
+    assert completion(result) == CompletionMessage("1", result=None, has_result=True)
     assert service.calls == [
         ("send_to_all", ("Chat", "newMessage", [{"text": "x"}]), {"excluded": []})
     ]
