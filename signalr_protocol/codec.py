@@ -44,13 +44,18 @@ tuples (see :mod:`.messages`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgpack
 
-from signalr_protocol.errors import HandshakeError, HubProtocolError, MessageTooLargeError
+from signalr_protocol.errors import (
+    HandshakeError,
+    HubProtocolError,
+    MessageTooLargeError,
+    PayloadError,
+)
+from signalr_protocol.limits import check_payload, loads_json
 from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
@@ -278,14 +283,6 @@ class HubCodec:
 # JSON
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
-_json_decode: Final[Callable[[str], Any]] = _JSON_DECODER.decode
-
-
 def _headers_json(obj: dict[str, Any], headers: Mapping[str, str]) -> None:
     if headers:
         obj["headers"] = headers if type(headers) is dict else dict(headers)
@@ -423,11 +420,12 @@ def _from_json_object(obj: Any, *, skip_unknown: bool) -> HubMessage | None:
 
 
 def _parse_json_text(raw: bytes | bytearray | memoryview) -> Any:
+    # The payload limits (depth, finite numbers, integer size, valid Unicode) apply to
+    # every message: signalr_protocol.limits.
     try:
-        return _json_decode(str(raw, "utf-8"))
-    except (ValueError, RecursionError) as exc:
-        # UnicodeDecodeError and JSONDecodeError are ValueErrors.
-        raise _protocol_error(f"Message is not valid JSON ({type(exc).__name__}).") from exc
+        return loads_json(raw)
+    except PayloadError as exc:
+        raise _protocol_error(f"Message is not valid JSON: {exc.message}") from None
 
 
 class JsonHubCodec(HubCodec):
@@ -665,11 +663,15 @@ def _from_msgpack_array(items: Any, *, skip_unknown: bool) -> HubMessage | None:
 
 def _unpack(body: bytes | bytearray | memoryview) -> Any:
     try:
-        return msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False, timestamp=0)
+        value = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False, timestamp=0)
     except Exception as exc:
         # msgpack raises ValueError subclasses, OutOfData, StackError, TypeError (unhashable
         # map keys) and UnicodeDecodeError; all mean "not a valid message".
         raise _protocol_error(f"Message is not valid MessagePack ({type(exc).__name__}).") from exc
+    try:  # depth limit, timestamps as UTC datetimes: signalr_protocol.limits
+        return check_payload(value)
+    except PayloadError as exc:
+        raise _protocol_error(f"Message is not valid MessagePack: {exc.message}") from None
 
 
 class MessagePackHubCodec(HubCodec):

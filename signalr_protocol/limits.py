@@ -151,13 +151,19 @@ def check_payload(value: Any, *, max_depth: int = MAX_DEPTH) -> Any:
     """Check a value decoded from MessagePack against the limits, converting timestamps.
 
     Returns ``value`` with every :class:`msgpack.Timestamp` replaced by an aware UTC
-    :class:`datetime.datetime` (containers are rebuilt only when one held a timestamp).
+    :class:`datetime.datetime`; lists and dicts are updated in place (the decoder's output
+    is fresh), tuples become lists.
 
     Raises:
         PayloadError: nesting deeper than ``max_depth``, a timestamp out of ``datetime``'s
             range, or an extension type (:class:`msgpack.ExtType`) with no Python form.
     """
+    if type(value) in _SCALARS:
+        return value
     return _walk(value, 1, max_depth)
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _walk(value: Any, depth: int, max_depth: int) -> Any:
@@ -165,14 +171,21 @@ def _walk(value: Any, depth: int, max_depth: int) -> Any:
     if isinstance(value, list):
         if depth > max_depth:
             raise _too_deep(None, max_depth)
-        items = [_walk(item, depth + 1, max_depth) for item in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        for index, item in enumerate(value):
+            if type(item) not in _SCALARS:
+                converted = _walk(item, depth + 1, max_depth)
+                if converted is not item:
+                    value[index] = converted
+        return value
     if isinstance(value, dict):
         if depth > max_depth:
             raise _too_deep(None, max_depth)
-        converted = {key: _walk(item, depth + 1, max_depth) for key, item in value.items()}
-        changed = any(converted[key] is not item for key, item in value.items())
-        return converted if changed else value
+        for key, item in value.items():
+            if type(item) not in _SCALARS:
+                converted = _walk(item, depth + 1, max_depth)
+                if converted is not item:
+                    value[key] = converted  # same key: no resize during iteration
+        return value
     if isinstance(value, msgpack.Timestamp):
         try:
             return value.to_datetime()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import msgpack
@@ -225,13 +226,21 @@ def test_json_bytes_are_base64() -> None:
 
 
 def test_json_non_ascii_is_utf8_and_lone_surrogates_are_escaped() -> None:
-    """Text is UTF-8 on the wire; a lone surrogate falls back to a \\u escape, not an error."""
+    """Text is UTF-8 on the wire; a lone surrogate is written as a \\u escape, refused on read.
+
+    Decoding refuses it as System.Text.Json does (its reader cannot unescape invalid UTF-16
+    into a string), so no handler, header or log line ever holds one
+    (signalr_protocol.limits).
+    """
     assert JSON_CODEC.encode_payload(InvocationMessage("t", ["é😀"])) == (
         '{"type":1,"target":"t","arguments":["é😀"]}'.encode()
     )
     payload = JSON_CODEC.encode_payload(InvocationMessage("t", ["\ud800"]))
     assert b"\\ud800" in payload
-    assert JSON_CODEC.decode_payload(payload) == InvocationMessage("t", ["\ud800"])
+    with pytest.raises(HubProtocolError, match="lone UTF-16 surrogate"):
+        JSON_CODEC.decode_payload(payload)
+    pair = JSON_CODEC.encode_payload(InvocationMessage("t", ["\U0001f600"]))
+    assert JSON_CODEC.decode_payload(pair) == InvocationMessage("t", ["\U0001f600"])
 
 
 def test_json_accepts_unknown_properties() -> None:
@@ -522,3 +531,32 @@ def test_codec_attributes_and_lookup() -> None:
     assert not MSGPACK_CODEC.supports_version(3)
     with pytest.raises(HandshakeError, match="The protocol 'xml' is not supported."):
         get_codec("xml")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"type":1,"target":"t","arguments":[NaN]}', "NaN is not valid JSON"),
+        (b'{"type":1,"target":"t","arguments":[1e999]}', "1e999 is too large"),
+        (b'{"type":1,"target":"\\udc00","arguments":[]}', "lone UTF-16 surrogate"),
+        (b'{"type":1,"target":"t","arguments":[' + b"9" * 5000 + b"]}", "4,300 digits"),
+        (b'{"type":1,"target":"t","arguments":' + b"[" * 10_000 + b"]" * 10_000 + b"}", "deeply"),
+    ],
+    ids=["nan", "overflow", "surrogate", "long int", "deep"],
+)
+def test_json_messages_outside_the_payload_limits_are_protocol_errors(
+    body: bytes, reason: str
+) -> None:
+    """A JSON hub message outside the payload limits is a HubProtocolError saying which limit."""
+    with pytest.raises(HubProtocolError, match=reason):
+        JSON_CODEC.decode_payload(body)
+
+
+def test_msgpack_messages_are_checked_and_timestamps_become_datetimes() -> None:
+    """MessagePack arguments nested ~990 deep are refused; a timestamp argument is a datetime."""
+    deep = b"\x95\x01\x80\xc0\xa1t\x91" + b"\x91" * 990 + b"\x01"  # [1, {}, nil, "t", [[[...]]]]
+    with pytest.raises(HubProtocolError, match="nested too deeply"):
+        MSGPACK_CODEC.decode_payload(deep)
+    when = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    body = msgpack.packb([1, {}, None, "t", [msgpack.Timestamp.from_datetime(when)]])
+    assert MSGPACK_CODEC.decode_payload(body) == InvocationMessage("t", [when])
