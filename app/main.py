@@ -22,6 +22,7 @@ from app import __version__
 from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
 from app.routers import docs, gateway, health, negotiate, upstream, web
 from app.services.negotiation import Negotiator
+from app.services import http_errors
 from app.services.registry import HubRegistry
 from app.services.signalr import SignalRService
 from app.services.webhook import Webhook
@@ -125,3 +126,4 @@ def __getattr__(name: str) -> Any:
         globals()["app"] = application
         return application
     raise AttributeError(name)
+    http_errors.install(app)  # 422s and 404/405s in the same {"error", "type"} shape

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     @field_validator("hubs", "cors_origins", "gateway_api_keys", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
+    body_read_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to read a request body (webhook, gateway); 408."
+    )
         return _split_list(value)
 
     @field_validator("default_hub")

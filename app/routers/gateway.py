@@ -11,6 +11,7 @@ function, and must be one of ``GATEWAY_API_KEYS``. Logic lives in
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -39,9 +40,10 @@ router = APIRouter(
     responses={
         401: {"description": "No gateway key, a wrong key, or no keys configured."},
         400: {
-            "description": "The body is not JSON or not a readable form, or a name breaks "
-            "the service's rules."
+            "description": "The body is not JSON or not a readable form, is outside the "
+            "JSON limits (nesting, numbers, strings), or a name breaks the service's rules."
         },
+        408: {"description": "The body did not arrive within SIGNALR_BODY_READ_TIMEOUT."},
         413: {"description": "The body is larger than SIGNALR_GATEWAY_MAX_BODY_BYTES."},
         415: {"description": "The Content-Type is neither JSON nor a form."},
         422: {"description": "The body does not match the schema; nothing was applied."},
@@ -55,7 +57,8 @@ async def read_body(request: Request, settings: SettingsDep) -> Any:
     """The decoded body (JSON data or form fields), refused early when too large.
 
     The Content-Type is checked first (415), then the raw bytes are counted against the
-    limit as they arrive (413) whatever the format, then decoded.
+    limit as they arrive (413) whatever the format, within SIGNALR_BODY_READ_TIMEOUT
+    (408), then decoded (400 outside the JSON limits of :mod:`signalr_protocol.limits`).
     """
     fmt = gateway.body_format(request.headers.get("content-type"))
     limit = settings.gateway_max_body_bytes
@@ -64,11 +67,15 @@ async def read_body(request: Request, settings: SettingsDep) -> Any:
         raise gateway.body_too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise gateway.body_too_large(size, limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(settings.body_read_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise gateway.body_too_large(size, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise gateway.body_read_timeout(settings.body_read_timeout) from None
     return await gateway.decode_payload(fmt, request.headers, b"".join(chunks), limit)
 
 

@@ -17,7 +17,6 @@ failed items say why, so nothing is half-applied silently.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -39,7 +38,8 @@ from app.models.gateway import (
     GatewayMessage,
     GatewayResult,
 )
-from signalr_protocol.errors import SignalRError
+from signalr_protocol.errors import PayloadError, SignalRError
+from signalr_protocol.limits import loads_json
 from signalr_protocol.names import validate_hub_name
 
 __all__ = [
@@ -47,12 +47,14 @@ __all__ = [
     "FORM_URLENCODED",
     "KEY_HEADER",
     "KEY_QUERY",
+    "BodyReadTimeoutError",
     "FormFields",
     "GatewayBodyError",
     "GatewayBodyTooLargeError",
     "GatewayMediaTypeError",
     "apply_group_actions",
     "body_format",
+    "body_read_timeout",
     "body_too_large",
     "check_gateway_key",
     "decode_body",
@@ -139,6 +141,20 @@ def check_gateway_key(configured: Sequence[str], supplied: str | None) -> None:
         raise GatewayAuthError("The gateway key is not valid.")
 
 
+class BodyReadTimeoutError(GatewayBodyError):
+    """The request body did not arrive within ``SIGNALR_BODY_READ_TIMEOUT`` seconds (408)."""
+
+    status_code = 408
+
+
+def body_read_timeout(seconds: float) -> BodyReadTimeoutError:
+    """The 408 error for a body that did not arrive in ``seconds``."""
+    return BodyReadTimeoutError(
+        f"The request body did not arrive within {seconds:g} seconds "
+        "(SIGNALR_BODY_READ_TIMEOUT): send the whole body the Content-Length announces."
+    )
+
+
 def body_too_large(size: int, limit: int) -> GatewayBodyTooLargeError:
     """The 413 error for a body of (at least) ``size`` bytes."""
     return GatewayBodyTooLargeError(
@@ -159,9 +175,9 @@ def decode_body(body: bytes, limit: int) -> Any:
     if not body.strip():
         raise GatewayBodyError("The request body is empty: send a JSON object or array.")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GatewayBodyError(f"The request body is not valid JSON: {exc}.") from exc
+        return loads_json(body)
+    except PayloadError as exc:
+        raise GatewayBodyError(f"The request body is refused. {exc.message}") from None
 
 
 def body_format(content_type: str | None) -> BodyFormat:
@@ -300,8 +316,8 @@ def _form_item(form: FormFields, model: type[BaseModel]) -> dict[str, Any]:
             values = item.setdefault(seen.setdefault(key, name), [])
             if value.lstrip().startswith("["):
                 try:
-                    values.extend(json.loads(value))
-                except json.JSONDecodeError as exc:
+                    values.extend(loads_json(value))
+                except PayloadError as exc:
                     errors.append(_json_error(name, value, "a JSON array of connection ids", exc))
             else:
                 values.append(value)
@@ -319,8 +335,8 @@ def _form_item(form: FormFields, model: type[BaseModel]) -> dict[str, Any]:
         seen[key] = name
         if key in _FORM_JSON_FIELDS and key in fields:
             try:
-                item[name] = json.loads(value)
-            except json.JSONDecodeError as exc:
+                item[name] = loads_json(value)
+            except PayloadError as exc:
                 errors.append(_json_error(name, value, 'a JSON array, e.g. ["hello", 1]', exc))
             continue
         item[name] = value

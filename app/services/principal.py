@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.exceptions import PrincipalError
+from signalr_protocol.errors import PayloadError
+from signalr_protocol.limits import loads_json
 
 __all__ = ["Identity", "identity_from_headers", "parse_client_principal"]
 
@@ -79,9 +81,12 @@ def _decode(header: str) -> Any:
             raise PrincipalError("X-MS-CLIENT-PRINCIPAL is not valid base64.") from None
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PrincipalError("X-MS-CLIENT-PRINCIPAL does not decode to JSON.") from exc
+        return loads_json(raw)
+    except PayloadError as exc:
+        # Nesting, number and text limits too (signalr_protocol.limits): a 400, never a 500.
+        raise PrincipalError(
+            f"X-MS-CLIENT-PRINCIPAL does not decode to usable JSON: {exc.message}"
+        ) from None
 
 
 def _str(value: Any, what: str) -> str:

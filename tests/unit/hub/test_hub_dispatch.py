@@ -215,7 +215,7 @@ async def test_unexpected_errors_are_generic_and_logged(
     assert any("c-9" in r.getMessage() and r.exc_info for r in caplog.records)
     assert webhook.stats.handler_failures == 1
     result = await dispatch(webhook, invocation_body("unserialisable"), event="unserialisable")
-    assert completion(result).error == GENERIC_ERROR
+    assert completion(result).error == "The method's result cannot be sent as json."
 
 
 async def test_failing_send_is_logged_and_counted(

@@ -152,7 +152,7 @@ async def test_nan_and_infinity_are_refused_the_same_way(
     reason = str(direct.value)
     assert str(codec_error.value.__cause__) == reason == str(rest_error.value.__cause__)
     completion = await hub_result(make_webhook(service, Values), bad)
-    assert completion.error == GENERIC_ERROR
+    assert completion.error == "The method's result cannot be sent as json."
 
 
 async def test_unknown_objects_are_refused_the_same_way(service: RecordingService) -> None:

@@ -204,7 +204,7 @@ async def test_invalid_message_bodies_are_422_and_nothing_is_sent(
     """Schema errors answer 422 with their location; a batch with one bad item sends none."""
     response = await client.post("/api/hubs/chat/messages", json=body, headers=HEADERS)
     assert response.status_code == 422, response.text
-    assert location in [error["loc"] for error in response.json()["detail"]]
+    assert location in [error["loc"] for error in response.json()["errors"]]
     assert server.requests == []
 
 
@@ -592,7 +592,7 @@ async def test_invalid_form_fields_are_422_and_nothing_is_sent(
     body, headers = _curl_form(*fields)
     response = await client.post(f"/api/hubs/chat/{route}", content=body, headers=headers)
     assert response.status_code == 422, response.text
-    assert location in [error["loc"] for error in response.json()["detail"]]
+    assert location in [error["loc"] for error in response.json()["errors"]]
     assert server.requests == []
 
 
