@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from app.main import create_app
 from app.settings import Settings
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["emulator_port"] = _PLACEHOLDER_EMULATOR_PORT
     try:
         settings = Settings(**overrides)
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:  # SettingsError: local.settings.json
         print(f"Invalid settings:\n{exc}", file=sys.stderr)
         return 2
 

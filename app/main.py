@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
+from app.functions_settings import rest_client_summary, start_notes
 from app.routers import docs, gateway, health, negotiate, upstream, web
 from app.services.negotiation import Negotiator
 from app.services import http_errors
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for line in (*start_notes(settings), rest_client_summary(settings)):
+            logger.info("%s", line)
         async with SignalRService.open(settings) as service:
             registry.bind(service)
             app.state.signalr = service

@@ -22,8 +22,14 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from app.functions_settings import FunctionsNamesSource, LocalSettingsSource, read_local_settings
 from signalr_protocol.connection_string import (
     ServiceEndpoint,
     emulator_connection_string,
@@ -109,7 +115,13 @@ class Settings(BaseSettings):
     retry_delay: float = Field(default=0.8, ge=0)
     retry_max_delay: float = Field(default=10.0, ge=0)
     retry_max_total: float = Field(default=30.0, gt=0)
+    retry_mode: Literal["exponential", "fixed"] = "exponential"
     health_check_interval: float = Field(default=10.0, gt=0)
+    # Functions settings read only to say at start what we do instead (app/functions_settings.py).
+    service_transport_type: str | None = Field(
+        default=None, validation_alias="AzureSignalRServiceTransportType"
+    )
+    hub_protocol: str | None = Field(default=None, validation_alias="Azure__SignalR__HubProtocol")
 
     host: str = "127.0.0.1"
     port: int = Field(default=7071, ge=0, le=65535)
@@ -117,6 +129,26 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     _endpoints: list[ServiceEndpoint] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Below the environment and ``.env``: ``local.settings.json``, then Functions names."""
+        local = read_local_settings()
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            LocalSettingsSource(settings_cls, local),
+            FunctionsNamesSource(settings_cls, local),
+        )
 
     @field_validator("hubs", "cors_origins", "gateway_api_keys", mode="before")
     @classmethod

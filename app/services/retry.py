@@ -20,6 +20,10 @@ and differ from it on purpose where a retry cannot duplicate a delivery:
   connect errors (never sent), because neither can duplicate a message.
 * ``429`` waits for ``Retry-After`` (seconds or an HTTP date) when the service sends it,
   capped by ``max_delay``; without it, the normal back-off applies.
+* The back-off is exponential by default (``delay`` doubling up to ``max_delay``) or fixed
+  (``delay`` every time), the two modes of the SDK's ``AzureSignalRRetry__Mode``
+  (``Resilient/FixedBackoffPolicy.cs``, ``Resilient/ExponentialBackoffPolicy.cs``); both
+  with jitter, which the SDK has not.
 * Attempts (``max_attempts``, the first call included) and the total time (``max_total``,
   from the first attempt to the start of the last) are both bounded: a retry whose wait
   would cross ``max_total`` is not made, and the last error is raised instead.
@@ -35,7 +39,7 @@ import random
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -60,10 +64,12 @@ class RetryPolicy:
 
     Attributes:
         max_attempts: attempts in all, the first included (1 disables retries).
-        delay: the first back-off in seconds; it doubles each retry (with jitter).
+        delay: the first back-off in seconds (every back-off in fixed mode).
         max_delay: the longest single wait, ``Retry-After`` included.
         max_total: seconds from the first attempt after which no retry starts.
         jitter: spread each wait over ``[wait / 2, wait]`` so many clients don't retry in step.
+        mode: ``"exponential"`` (``delay`` doubles each retry) or ``"fixed"`` (``delay``
+            every time); ``max_delay`` caps both.
     """
 
     max_attempts: int = 3
@@ -71,20 +77,23 @@ class RetryPolicy:
     max_delay: float = 10.0
     max_total: float = 30.0
     jitter: bool = True
+    mode: Literal["exponential", "fixed"] = "exponential"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """Build the policy from ``SIGNALR_RETRY_*`` settings."""
+        """Build the policy from ``SIGNALR_RETRY_*`` settings (or ``AzureSignalRRetry__*``)."""
         return cls(
             max_attempts=settings.retry_max_attempts,
             delay=settings.retry_delay,
             max_delay=settings.retry_max_delay,
             max_total=settings.retry_max_total,
+            mode=settings.retry_mode,
         )
 
     def backoff(self, retry: int) -> float:
         """The wait before retry number ``retry`` (1 for the first retry)."""
-        wait = min(self.max_delay, self.delay * 2.0 ** (retry - 1))
+        growth = 2.0 ** (retry - 1) if self.mode == "exponential" else 1.0
+        wait = min(self.max_delay, self.delay * growth)
         if self.jitter and wait > 0:
             wait = random.uniform(wait / 2, wait)  # noqa: S311 - jitter, not crypto
         return wait

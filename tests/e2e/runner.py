@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 _BANNER_END = "Press Ctrl-C to stop."
-_OUR_PREFIXES = ("SIGNALR_", "EMULATOR_", "AZURE__SIGNALR__")
+_OUR_PREFIXES = ("SIGNALR_", "EMULATOR_", "AZURE__SIGNALR__", "AZURESIGNALR")
 _OUR_NAMES = ("AZURESIGNALRCONNECTIONSTRING", "WEBSITE_AUTH_ENABLED", "GATEWAY_API_KEYS")
 
 
@@ -58,14 +58,20 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def run_app(
-    extra_env: Mapping[str, str], *, cwd: Path, start_within: float = 30
+    extra_env: Mapping[str, str | None], *, cwd: Path, start_within: float = 30
 ) -> AsyncIterator[RunningApp]:
     """Start ``python -m app`` on free ports; yield once its banner is printed; stop it after.
 
     ``cwd`` should hold no ``.env`` (a developer's would leak in); the package is imported
-    from the virtual environment, where it is installed.
+    from the virtual environment, where it is installed. A ``None`` in ``extra_env`` unsets
+    that variable (e.g. ``SIGNALR_PORT``, so a ``local.settings.json`` can choose the port).
     """
-    env = child_environment({"SIGNALR_PORT": "0", "SIGNALR_EMULATOR_PORT": "0", **extra_env})
+    env = child_environment({"SIGNALR_PORT": "0", "SIGNALR_EMULATOR_PORT": "0"})
+    for name, value in extra_env.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     env["PYTHONPATH"] = str(ROOT)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
