@@ -75,7 +75,12 @@ class HubRegistry:
             ConfigurationError: a hub can't be imported, is invalid, or duplicates another.
         """
         registry = cls(service=service)
-        registry.load_all(settings.hubs)
+        for spec in settings.hubs:
+            try:
+                registry.load(spec)
+            except ConfigurationError as exc:
+                # Name the setting: the first thing a new user needs to know is where to look.
+                raise ConfigurationError(f"SIGNALR_HUBS ({spec.strip()!r}): {exc}") from exc
         return registry
 
     # ------------------------------------------------------------------ registration
