@@ -1,7 +1,9 @@
 """The client endpoint: ``POST /client/negotiate?hub=`` and the transports on ``/client/``.
 
 Negotiate answers version 0 (``connectionId`` only) or 1 (plus ``connectionToken``), as
-the client asks, with all three transports. Every request needs a valid access token
+the client asks, with all three transports, and ``useStatefulReconnect: true`` to a client
+asking for it (:mod:`emulator.stateful`, which also lets a WebSocket request resume a
+connection whose transport dropped). Every request needs a valid access token
 (``Authorization: Bearer``, or ``access_token`` in the query for WebSocket and
 Server-Sent Events requests). A WebSocket request without ``id`` creates a connection on
 the spot — what ``pysignalr`` and ``signalrcore`` do after a negotiate redirect.
@@ -17,6 +19,7 @@ from signalr_protocol.errors import InvalidNameError
 from signalr_protocol.names import validate_hub_name
 from signalr_protocol.tokens import user_id_from_claims
 
+from . import stateful
 from .auth import authenticate, claim_pairs, request_token
 from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, MethodNotAllowedError, NotFoundError
@@ -94,6 +97,9 @@ async def _negotiate(state: EmulatorState, request: Request, hub: str, send: Sen
     if version >= 1:
         body["connectionToken"] = conn.token
     body["availableTransports"] = AVAILABLE_TRANSPORTS
+    if stateful.requested(request, state.settings):
+        conn.stateful = True
+        body["useStatefulReconnect"] = True
     logger.info("Negotiated: connection %s hub %s user %s", conn.connection_id, hub, conn.user_id)
     await json_response(send, 200, body)
 
@@ -138,7 +144,9 @@ async def handle_client_request(
         claims = _authenticate(state, request, hub, allow_query=True)
         if request.param("id"):
             conn = _find(state, request)
-            if conn.state is not ConnectionState.NEGOTIATED:
+            if conn.state is not ConnectionState.NEGOTIATED and not await stateful.take_over(
+                conn, state.settings.upstream_timeout
+            ):
                 raise ConflictError("This connection already has a transport.")
         else:
             conn = _new_connection(state, request, hub, claims, v0=True)

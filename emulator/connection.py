@@ -41,6 +41,8 @@ from .lifecycle import ConnectionState, Transport, check_transition
 if TYPE_CHECKING:
     from signalr_protocol.codec import HubCodec
 
+    from .stateful import StatefulLink
+
 __all__ = ["ClientConnection", "Sender"]
 
 Sender = Callable[[bytes], Coroutine[Any, Any, None]]
@@ -83,6 +85,9 @@ class ClientConnection:
             use it to stop their inbound pump).
         pending_results: invocation id → future of the client's Completion, for REST
             ``:invoke`` calls waiting on this connection.
+        stateful: negotiate granted stateful reconnect (:mod:`emulator.stateful`).
+        replay: the connection's stateful-reconnect link once its handshake armed it, else
+            ``None``; it numbers, keeps and replays output (:mod:`emulator.stateful`).
     """
 
     __slots__ = (
@@ -107,7 +112,9 @@ class ClientConnection:
         "last_sent",
         "on_close",
         "query",
+        "replay",
         "sent_flag",
+        "stateful",
         "state",
         "token",
         "transport",
@@ -148,6 +155,8 @@ class ClientConnection:
         self.inbound: asyncio.Queue[bytes | None] | None = None
         self.poll = 0
         self.pending_results: dict[str, asyncio.Future[Any]] | None = None
+        self.stateful = False
+        self.replay: StatefulLink | None = None
         self._limit = max_buffered_bytes
         self._queue: list[bytes] = []  # a deque would preallocate ~700 bytes per connection
         self._size = 0
@@ -213,6 +222,9 @@ class ClientConnection:
         state = self.state
         if state is not _CONNECTED and state >= _CLOSING:  # the common case tested first
             return False
+        link = self.replay
+        if link is not None and not link.admit(self, data):
+            return self.state < _CLOSING  # kept for the client (stateful reconnect)
         if self._sender is not None and self._inflight is None and not self._queue:
             self.sent_flag = True
             direct = self._direct
@@ -253,6 +265,26 @@ class ClientConnection:
         self._sender = sender
         self._direct = direct
 
+    def detach_sender(self) -> None:
+        """The transport went away but the connection lives on (stateful reconnect): stop
+        writing to it and drop what was queued for it (the replay buffer keeps it)."""
+        self._sender = None
+        self._direct = None
+        self._queue.clear()
+        self._size = 0
+        self.on_close = None
+        inflight = self._inflight
+        if inflight is not None:
+            self._inflight = None
+            inflight.cancel()
+        self._set_flushed()
+
+    def drop_transport(self) -> bool:
+        """Abort the WebSocket's TCP connection at once, so its reader ends (a stateful
+        reconnect takes over); ``False`` when there is no direct transport to abort."""
+        direct = self._direct
+        return direct is not None and direct.abort()
+
     def _send_now(self, data: bytes) -> None:
         assert self._sender is not None
         try:
@@ -280,7 +312,8 @@ class ClientConnection:
 
     def _send_failed(self, exc: BaseException) -> None:
         logger.debug("Write to connection %s failed: %r", self.connection_id, exc)
-        self.abort()
+        if self.replay is None:  # with stateful reconnect the replay buffer has the data
+            self.abort()
 
     def _set_flushed(self) -> None:
         flushed = self._flushed

@@ -71,6 +71,14 @@ class DirectWebSocket:
             return None
         return cls(protocol)
 
+    def abort(self) -> bool:
+        """Drop the TCP connection at once (the reader then sees a disconnect)."""
+        abort = getattr(self._transport, "abort", None)
+        if not callable(abort):
+            return False
+        abort()
+        return True
+
     def try_write(self, frame: bytes) -> bool:
         """Write ``frame`` now if the connection is open and not back-pressured."""
         protocol = self._protocol

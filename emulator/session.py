@@ -23,6 +23,7 @@ from signalr_protocol.messages import (
     StreamInvocationMessage,
 )
 
+from . import stateful
 from .lifecycle import ConnectionState
 from .upstream import UpstreamContext
 
@@ -68,9 +69,12 @@ class HubSession:
             logger.info("Connection %s sent an invalid message: %s", conn.connection_id, exc)
             conn.close(exc.close_reason)
             return
+        link = conn.replay  # stateful reconnect: Ack, Sequence and duplicates stop here
         for message in messages:
             if conn.closed:
                 return
+            if link is not None and not link.inbound(conn, message):
+                continue
             await self._dispatch(message)
 
     async def _receive_handshake(self, data: bytes) -> bytes:
@@ -100,6 +104,7 @@ class HubSession:
         self._handshake = None
         conn.enqueue(encode_handshake_response())
         conn.open(codec)
+        stateful.enable(conn, request.version, self._state.settings)
         self._parser = codec.new_parser(self._state.settings.max_message_size)
         self._state.registry.hub(conn.hub).add(conn)
         self._context = UpstreamContext(

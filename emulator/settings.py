@@ -42,6 +42,14 @@ class EmulatorSettings(BaseSettings):
         max_message_size: largest single hub message a client may send, in bytes.
         max_rest_body: largest REST request body, in bytes (the service's 1 MB).
         upstream_timeout: seconds to wait for the upstream webhook.
+        stateful_reconnect: grant stateful reconnect to clients that ask for it on negotiate
+            (``useStatefulReconnect=true``); ``False`` answers as Microsoft's emulator does.
+        stateful_reconnect_buffer_size: bytes sent to a stateful-reconnect client and not yet
+            acknowledged beyond which further messages wait for its Ack (ASP.NET Core's
+            ``HubOptions.StatefulReconnectBufferSize`` default, 100,000).
+        stateful_reconnect_window: seconds a stateful-reconnect connection whose transport
+            dropped waits for its client to come back before it ends and ``disconnected``
+            goes upstream (ASP.NET Core's ``DisconnectTimeout`` default, 15 s).
         audience_hosts: extra host names accepted in a token's ``aud`` besides the host the
             request was sent to and loopback names (e.g. a public name behind a proxy).
         public_url: scheme and host:port to print in the connection string, when the
@@ -65,6 +73,9 @@ class EmulatorSettings(BaseSettings):
     max_message_size: int = Field(default=1024 * 1024, ge=1024)
     max_rest_body: int = Field(default=1024 * 1024, ge=1024)
     upstream_timeout: float = Field(default=100.0, gt=0)
+    stateful_reconnect: bool = True
+    stateful_reconnect_buffer_size: int = Field(default=100_000, ge=1)
+    stateful_reconnect_window: float = Field(default=15.0, gt=0)
     audience_hosts: list[str] = Field(default_factory=list)
     public_url: str | None = None
 

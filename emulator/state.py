@@ -105,6 +105,9 @@ class EmulatorState:
                     logger.info("Connection %s closed: no handshake", conn.connection_id)
                     conn.close("Handshake was canceled.")
                 continue
+            link = conn.replay  # stateful reconnect: Acks, and the reconnect window
+            if link is not None and link.housekeep(conn, now, s.stateful_reconnect_window):
+                continue
             transport, codec = conn.transport, conn.codec
             assert transport is not None and codec is not None  # both set once CONNECTED
             if (

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 
+from . import stateful
 from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, NotFoundError
 from .fastpath import DirectWebSocket
@@ -63,7 +64,9 @@ async def handle_websocket(
     Raises:
         ConnectionStateError: the connection already has a transport (before accepting).
     """
-    conn.attach(Transport.WEB_SOCKETS)
+    resumed = stateful.parked_session(conn)  # a stateful reconnect: no attach, no handshake
+    if resumed is None:
+        conn.attach(Transport.WEB_SOCKETS)
     await send({"type": "websocket.accept"})
     scope["emulator.accepted"] = True
 
@@ -75,11 +78,16 @@ async def handle_websocket(
             await send({"type": "websocket.send", "text": data.decode("utf-8")})
 
     conn.attach_sender(send_frame, DirectWebSocket.from_send(send))
-    session = HubSession(conn, state)
+    if resumed is None:
+        session = HubSession(conn, state)
+    else:
+        session = resumed
+        stateful.resume(conn)
     loop = asyncio.get_running_loop()
     handler = asyncio.current_task()
     dropped = False
     error: str | None = None
+    lost = False  # the WebSocket ended without a normal close (stateful reconnect may follow)
 
     async def closer() -> None:
         # Flush, then send the close frame; the client's reply (or uvicorn's close timeout)
@@ -113,17 +121,19 @@ async def handle_websocket(
                 code = message.get("code", 1000)
                 if code not in (1000, 1001, 1005) and not conn.closed:
                     error = f"WebSocket closed with status code: {code}."
+                lost = code not in (1000, 1001)
                 break
     except asyncio.CancelledError:
         if not dropped or handler is None:
             raise
         handler.uncancel()
     finally:
-        conn.abort(error)
-        for task in closing:
-            task.cancel()
-        await asyncio.gather(*closing, return_exceptions=True)
-        await session.finish(error)
+        if not (lost and stateful.park(state, conn, session)):
+            conn.abort(error)
+            for task in closing:
+                task.cancel()
+            await asyncio.gather(*closing, return_exceptions=True)
+            await session.finish(error)
 
 
 def _start_pump(state: EmulatorState, conn: ClientConnection) -> None:
