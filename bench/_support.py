@@ -6,12 +6,16 @@ Importing it also puts the repository root there, so ``app`` imports work uninst
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,16 +65,26 @@ async def answer_lifespan(receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def pinned_server(script: str, mode: str) -> Iterator[int]:
+def pinned_server(
+    script: str, mode: str, *, env: Mapping[str, str] | None = None, root: Path | None = None
+) -> Iterator[int]:
     """Run ``script --serve mode --port N`` on :data:`SERVER_CORE`; yield N once it listens.
+
+    Args:
+        env: variables added to the child's environment.
+        root: another copy of the repository to run the same script from (an older
+            commit, see :func:`telemetry_variants`).
 
     The child is terminated on exit.
     """
     port = free_port()
+    if root is not None:
+        script = str(root / Path(script).resolve().relative_to(ROOT))
     server = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CORE), sys.executable, script, "--serve", mode]
         + ["--port", str(port)],
-        cwd=ROOT,
+        cwd=root or ROOT,
+        env={**os.environ, **(env or {})},
     )
     try:
         wait_ready(port)
@@ -97,3 +111,61 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> tuple[float,
     if match is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     return float(match.group(1)), out
+
+
+# -- telemetry on and off ---------------------------------------------------------------
+
+_OTLP_SINK = """
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+"""
+
+TELEMETRY_VARIANTS = ("before", "off", "traced", "no-metrics")
+"""``before``: the backend of an earlier commit (without telemetry); ``off``: this tree,
+metrics on, tracing off (the default); ``traced``: spans exported over OTLP/HTTP to a local
+sink that answers 200 (BatchSpanProcessor, default sampler); ``no-metrics``:
+``SIGNALR_METRICS_ENABLED=false``, tracing off."""
+
+
+@contextmanager
+def telemetry_variants(base: str) -> Iterator[dict[str, tuple[dict[str, str], Path | None]]]:
+    """The environment and repository copy of each :data:`TELEMETRY_VARIANTS` entry.
+
+    Args:
+        base: the commit ``before`` runs (``git archive`` into a temporary directory).
+    """
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", base], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    sink_port = free_port()
+    sink = subprocess.Popen(
+        ["taskset", "-c", str(LOAD_CORE), sys.executable, "-c", _OTLP_SINK, str(sink_port)]
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(tmp, filter="data")
+            wait_ready(sink_port)
+            traced = {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_METRICS_EXPORTER": "none",
+                "OTEL_LOGS_EXPORTER": "none",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+            }
+            yield {
+                "before": ({}, Path(tmp)),
+                "off": ({}, None),
+                "traced": (traced, None),
+                "no-metrics": ({"SIGNALR_METRICS_ENABLED": "false"}, None),
+            }
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)

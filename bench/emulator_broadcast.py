@@ -16,7 +16,11 @@ per delivery (lower is better). The JS clients on one core usually cap deliverie
 both servers, so CPU per delivery is the sharper comparison.
 
     python bench/emulator_broadcast.py [--clients 100,1000] [--messages 200] [--rounds 1]
-                                       [--protocol json|messagepack] [--lanes 4]
+                                       [--protocol json|messagepack] [--lanes 4] [--trace-page]
+
+``--trace-page`` adds a third server, ``emulator+page``: the same emulator with a live trace
+page open during the run (a subscriber reading ``GET /trace/events`` and discarding it), to
+show what watching costs; ``emulator`` alone is the no-page figure.
 """
 
 from __future__ import annotations
@@ -175,6 +179,9 @@ async def run_one(
     from websockets.asyncio.client import connect
 
     port = free_port()
+    page = kind == "emulator+page"
+    if page:
+        kind = "emulator"
     if kind == "emulator":
         argv = [sys.executable, "-m", "emulator", "--port", str(port), "--log-level", "warning"]
     else:
@@ -191,7 +198,10 @@ async def run_one(
         receivers = await Receivers.start(
             f"http://127.0.0.1:{port}/client/?hub={HUB}", clients, protocol, token
         )
+        watcher: asyncio.Task[int] | None = None
         try:
+            if page:
+                watcher = asyncio.create_task(watch_trace(port))
             await asyncio.sleep(1.0)
             rss_idle = rss_kib(server.pid)
             path = f"/api/hubs/{HUB}/:send"
@@ -250,6 +260,9 @@ async def run_one(
             elapsed = time.perf_counter() - t0
             cpu = cpu_seconds(server.pid) - cpu0
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             await receivers.stop()
     finally:
         server.terminate()
@@ -262,6 +275,19 @@ async def run_one(
     }
 
 
+async def watch_trace(port: int) -> int:
+    """A trace page's event stream: read ``GET /trace/events`` and discard it; bytes read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    total = 0
+    try:
+        writer.write(b"GET /trace/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while chunk := await reader.read(65536):
+            total += len(chunk)
+    finally:
+        writer.close()
+    return total
+
+
 async def main(args: argparse.Namespace) -> None:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the driver shares core 1 with the JS clients
@@ -270,9 +296,10 @@ async def main(args: argparse.Namespace) -> None:
         f"protocol={args.protocol} messages={args.messages} lanes={args.lanes} rounds={args.rounds}"
     )
     for clients in counts:
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "emulator": []}
+        kinds = ("bare", "emulator", "emulator+page") if args.trace_page else ("bare", "emulator")
+        results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
         for _ in range(args.rounds):
-            for kind in ("bare", "emulator"):
+            for kind in kinds:
                 results[kind].append(
                     await run_one(kind, clients, args.messages, args.protocol, args.lanes)
                 )
@@ -282,7 +309,7 @@ async def main(args: argparse.Namespace) -> None:
         }
         print(f"\n{clients} clients ({clients * args.messages} deliveries per round)")
         print(f"{'server':<10}{'deliveries/s':>14}{'CPU us/delivery':>18}{'KiB/idle conn':>16}")
-        for kind in ("bare", "emulator"):
+        for kind in kinds:
             m = median[kind]
             print(
                 f"{kind:<10}{m['deliveries_per_s']:>14,.0f}{m['cpu_us_per_delivery']:>18.2f}"
@@ -294,6 +321,13 @@ async def main(args: argparse.Namespace) -> None:
             f"ratio emulator/bare: deliveries/s {ratio:.2f} (target >= 0.6), "
             f"CPU per delivery {cpu['emulator'] / cpu['bare']:.2f}x"
         )
+        if args.trace_page:
+            watched = median["emulator+page"]
+            print(
+                "trace page open / none: deliveries/s "
+                f"{watched['deliveries_per_s'] / median['emulator']['deliveries_per_s']:.3f}, "
+                f"CPU per delivery {watched['cpu_us_per_delivery'] / cpu['emulator']:.3f}x"
+            )
 
 
 if __name__ == "__main__":
@@ -303,6 +337,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--protocol", choices=["json", "messagepack"], default="json")
     parser.add_argument("--lanes", type=int, default=4, help="requests in flight")
+    parser.add_argument(
+        "--trace-page", action="store_true", help="also run the emulator with a trace page open"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve_bare:

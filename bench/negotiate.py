@@ -5,6 +5,11 @@ sends POST /api/negotiate. Rounds alternate bare / backend so drift hits both; t
 of medians is printed (target >= 0.5).
 
     python bench/negotiate.py [--rounds 3] [--duration 5] [--connections 16]
+    python bench/negotiate.py --telemetry <commit> [--rounds 5]
+
+``--telemetry`` compares the backend of ``<commit>`` (before telemetry) with this tree's
+with tracing off (the default), tracing on (OTLP to a local sink) and metrics off, in
+alternating rounds, and prints each one's ratio to the older commit.
 
 Needs Debian's ``wrk`` (``apt-get install wrk``) and ``taskset``.
 """
@@ -21,7 +26,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _support import answer_lifespan, pinned_server, wrk
+from _support import (
+    TELEMETRY_VARIANTS,
+    answer_lifespan,
+    pinned_server,
+    telemetry_variants,
+    wrk,
+)
 
 
 def bare_app() -> Any:
@@ -65,8 +76,14 @@ def serve(mode: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def run_round(mode: str, args: argparse.Namespace, script: Path) -> float:
-    with pinned_server(__file__, mode) as port:
+def run_round(
+    mode: str,
+    args: argparse.Namespace,
+    script: Path,
+    env: dict[str, str] | None = None,
+    root: Path | None = None,
+) -> float:
+    with pinned_server(__file__, mode, env=env, root=root) as port:
         url = f"http://127.0.0.1:{port}/api/negotiate"
         wrk(url, script, 4, 1)  # warm-up
         rps, out = wrk(url, script, args.connections, args.duration)
@@ -82,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--telemetry", metavar="COMMIT", help="compare telemetry variants")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
@@ -92,6 +110,12 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write('wrk.method = "POST"\n')
         script = Path(handle.name)
+    if args.telemetry:
+        try:
+            compare_telemetry(args, script)
+        finally:
+            script.unlink()
+        return
     results: dict[str, list[float]] = {"bare": [], "backend": []}
     try:
         for _ in range(args.rounds):
@@ -106,6 +130,22 @@ def main() -> None:
     print(f"median bare    {bare:10.0f} req/s")
     print(f"median backend {backend:10.0f} req/s")
     print(f"ratio backend/bare = {backend / bare:.2f} (target >= 0.5)")
+
+
+def compare_telemetry(args: argparse.Namespace, script: Path) -> None:
+    """Rounds alternating the telemetry variants; medians and ratios to ``before``."""
+    results: dict[str, list[float]] = {name: [] for name in TELEMETRY_VARIANTS}
+    with telemetry_variants(args.telemetry) as variants:
+        for _ in range(args.rounds):
+            for name in TELEMETRY_VARIANTS:
+                env, root = variants[name]
+                rps = run_round("backend", args, script, env, root)
+                results[name].append(rps)
+                print(f"{name:10s} {rps:10.0f} req/s", flush=True)
+    before = statistics.median(results["before"])
+    for name in TELEMETRY_VARIANTS:
+        median = statistics.median(results[name])
+        print(f"median {name:10s} {median:10.0f} req/s  ratio to before {median / before:.3f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ depend on it.
 ``--route`` adds a third server: the backend without :class:`UpstreamFastPath`, i.e. the
 webhook served by FastAPI's router and request machinery alone.
 
+``--telemetry <commit>`` replaces part 1's servers with the backend of ``<commit>`` (before
+telemetry) and this tree's with tracing off (the default), tracing on (OTLP to a local
+sink) and metrics off, in alternating rounds, and prints each one's ratio to the older one.
+
 Needs Debian's ``wrk`` (``apt-get install wrk``) and ``taskset`` for part 1.
 """
 
@@ -43,7 +47,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _support import ROOT, answer_lifespan, free_port, pinned_server, wait_ready, wrk
+from _support import (
+    ROOT,
+    TELEMETRY_VARIANTS,
+    answer_lifespan,
+    free_port,
+    pinned_server,
+    telemetry_variants,
+    wait_ready,
+    wrk,
+)
 
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 from signalr_protocol.signature import compute_signature
@@ -149,8 +162,14 @@ def lua_script(directory: Path, name: str, headers: dict[str, str]) -> Path:
     return path
 
 
-def run_round(mode: str, args: argparse.Namespace, scripts: dict[str, Path]) -> dict[str, float]:
-    with pinned_server(__file__, mode) as port:
+def run_round(
+    mode: str,
+    args: argparse.Namespace,
+    scripts: dict[str, Path],
+    env: dict[str, str] | None = None,
+    root: Path | None = None,
+) -> dict[str, float]:
+    with pinned_server(__file__, mode, env=env, root=root) as port:
         url = f"http://127.0.0.1:{port}{PATH}"
         wrk(url, scripts["accepted"], 4, 1)  # warm-up
         accepted, out = wrk(url, scripts["accepted"], args.connections, args.duration)
@@ -164,9 +183,43 @@ def run_round(mode: str, args: argparse.Namespace, scripts: dict[str, Path]) -> 
         return {"accepted": accepted, "rejected": rejected}
 
 
+def compare_telemetry(args: argparse.Namespace) -> None:
+    """Part 1 for the telemetry variants: alternating rounds, ratios to ``before``."""
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"accepted": [], "rejected": []} for name in TELEMETRY_VARIANTS
+    }
+    with tempfile.TemporaryDirectory() as tmp, telemetry_variants(args.telemetry) as variants:
+        scripts = {
+            "accepted": lua_script(Path(tmp), "accepted", webhook_headers()),
+            "rejected": lua_script(Path(tmp), "rejected", webhook_headers(key="wrong-key")),
+        }
+        for _ in range(args.rounds):
+            for name in TELEMETRY_VARIANTS:
+                env, root = variants[name]
+                rps = run_round("backend", args, scripts, env, root)
+                for path, value in rps.items():
+                    results[name][path].append(value)
+                print(
+                    f"{name:10s} accepted {rps['accepted']:9.0f} req/s   "
+                    f"rejected {rps['rejected']:9.0f} req/s",
+                    flush=True,
+                )
+    before = {p: statistics.median(v) for p, v in results["before"].items()}
+    for name in TELEMETRY_VARIANTS:
+        medians = {p: statistics.median(v) for p, v in results[name].items()}
+        print(
+            f"median {name:10s} accepted {medians['accepted']:9.0f} "
+            f"({medians['accepted'] / before['accepted']:.3f} of before)   rejected "
+            f"{medians['rejected']:9.0f} ({medians['rejected'] / before['rejected']:.3f})"
+        )
+
+
 def throughput(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset: apt-get install wrk util-linux")
+    if args.telemetry:
+        compare_telemetry(args)
+        return
     modes = ("bare", "backend", "route") if args.route else ("bare", "backend")
     results: dict[str, dict[str, list[float]]] = {
         mode: {"accepted": [], "rejected": []} for mode in modes
@@ -403,6 +456,9 @@ def main() -> None:
         "--invokes", type=int, default=10000, help="round-trip invokes (default 10000)"
     )
     parser.add_argument("--clients", type=int, default=100, help="round-trip clients (default 100)")
+    parser.add_argument(
+        "--telemetry", metavar="COMMIT", help="part 1: compare telemetry variants with COMMIT"
+    )
     parser.add_argument("--skip-rps", action="store_true", help="skip the throughput part")
     parser.add_argument("--skip-latency", action="store_true", help="skip the round-trip part")
     args = parser.parse_args()
