@@ -1,7 +1,9 @@
 """``serverless-signalr`` (or ``python -m app``): the backend on 7071, and the embedded emulator.
 
 With ``AzureSignalRConnectionString`` (or ``Azure__SignalR__Endpoints__*``) set, only the
-backend runs and talks to that service. Without it, the local emulator runs too, on
+backend runs and talks to that service. ``--keyless`` runs the local stack keyless: the
+embedded emulator with local auth disabled, the backend signing in with a managed identity
+that the emulator's identity endpoint provides, the webhook checking the upstream's bearer. Without it, the local emulator runs too, on
 ``SIGNALR_EMULATOR_PORT`` (8888), in the same process and event loop, and calls the backend's
 webhook at ``http://127.0.0.1:<port>/runtime/webhooks/signalr``. A gateway key is generated
 for that local setup when ``GATEWAY_API_KEYS`` is unset, and printed.
@@ -28,8 +30,10 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from app.exceptions import ConfigurationError
 from app.main import create_app
-from app.settings import Settings
+from app.settings import Settings, describe_settings_error
+from app.telemetry import TelemetryError, configure_log_format, configure_tracing
 from emulator.errors import EmulatorError
 from emulator.logs import configure_logging
 from emulator.runner import (
@@ -51,6 +55,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 
 _SECRET_SEGMENT = re.compile(r"(?i)\b(accesskey|clientsecret)=([^;]*)")
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+KEYLESS_UPSTREAM_RESOURCE = "api://serverless-signalr"
+"""The upstream's ManagedIdentity resource (and the webhook's audience) of ``--keyless``."""
 _PLACEHOLDER_EMULATOR_PORT = 8888
 """Stands for port 0 until the socket is bound: a connection string needs a real port."""
 
@@ -75,6 +81,11 @@ def mask_connection_string(text: str) -> str:
         return f"{match.group(1)}=***"
 
     return _SECRET_SEGMENT.sub(hide, text)
+
+
+def _set_but_empty(name: str) -> bool:
+    value = os.environ.get(name)
+    return value is not None and not value.strip()
 
 
 def _port_of(sock: socket.socket) -> int:
@@ -113,6 +124,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--emulator-port", type=int, help="embedded emulator port (SIGNALR_EMULATOR_PORT, 8888)"
     )
+    parser.add_argument(
+        "--keyless",
+        action="store_true",
+        help=(
+            "run the whole local stack keyless: the embedded emulator with local auth "
+            "disabled, the backend with a managed identity (AuthType=azure.msi) from the "
+            "emulator's identity endpoint, the webhook checking the upstream's Entra bearer"
+        ),
+    )
     return parser.parse_args(argv)
 
 
@@ -148,6 +168,11 @@ def _banner(
             "upstream URL to https://<public host>/runtime/webhooks/signalr"
         )
     lines.append(f"  connection string  {shown}")
+    if settings.connection_string is None and _set_but_empty("AzureSignalRConnectionString"):
+        lines.append(
+            "    (AzureSignalRConnectionString is set but empty: treated as unset, so the "
+            "local emulator is used)"
+        )
     if generated_key is not None:
         lines.append(f"  gateway key        {generated_key}  (dev key, generated for this run)")
         lines.append(
@@ -161,6 +186,12 @@ def _banner(
         lines.append("  gateway            disabled: set GATEWAY_API_KEYS to enable it")
     lines += ["", "Press Ctrl-C to stop.", ""]
     return "\n".join(lines)
+
+
+def _settings_error(exc: Exception) -> str:
+    """A settings error as the user reads it: one line per problem, the variable named."""
+    lines = describe_settings_error(exc).splitlines() or ["invalid settings"]
+    return "\n".join(f"Invalid setting: {line}" for line in lines)
 
 
 def _wants_any_emulator_port(args: argparse.Namespace) -> bool:
@@ -189,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
     except (ValidationError, SettingsError) as exc:  # SettingsError: local.settings.json
-        print(f"Invalid settings:\n{exc}", file=sys.stderr)
+        print(_settings_error(exc), file=sys.stderr)
         return 2
 
     wanted = [("backend", settings.port, "--port / SIGNALR_PORT")]
@@ -225,15 +256,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The gateway refuses every call without keys; a local run gets one to try.
                 generated_key = secrets.token_urlsafe(24)
                 overrides["gateway_api_keys"] = [generated_key]
+        keyless_note: str | None = None
+        if args.keyless:
+            if emulator_port is None:
+                print(
+                    "--keyless runs the local emulator keyless: unset "
+                    "AzureSignalRConnectionString and Azure__SignalR__Endpoints__*.",
+                    file=sys.stderr,
+                )
+                return 2
+            try:
+                keyless_note = _go_keyless(settings, overrides, emulator_port, backend_port)
+            except (EmulatorError, ValueError) as exc:
+                print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
+                return 2
         settings = Settings(**overrides)
         configure_logging(
             settings.log_level,
             # uvicorn's start-up lines would only repeat the banner.
             uvicorn_level="debug" if settings.log_level == "debug" else "warning",
         )
+        # SIGNALR_LOG_FORMAT=json: the same stderr handler (tokens still redacted), one
+        # JSON object per line with the trace and span ids.
+        configure_log_format(settings.log_format)
+        try:
+            configure_tracing()  # OTEL_* / APPLICATIONINSIGHTS_CONNECTION_STRING, once
+        except TelemetryError as exc:
+            print(f"Invalid telemetry settings: {exc}", file=sys.stderr)
+            return 2
         banner = _banner(settings, backend_port, emulator_port, generated_key)
+        if keyless_note is not None:
+            banner = banner.replace("\nPress Ctrl-C", f"{keyless_note}\n\nPress Ctrl-C", 1)
         try:
             runner = build_runner(settings, backend_sock, emulator_sock)
+        except ConfigurationError as exc:  # SIGNALR_HUBS names something that won't load
+            print(_settings_error(exc), file=sys.stderr)
+            return 2
         except (EmulatorError, ValueError) as exc:  # EMULATOR_* settings, EMULATOR_CONFIG's file
             print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
             return 2
@@ -245,18 +303,72 @@ def main(argv: Sequence[str] | None = None) -> int:
             sock.close()
 
 
-def emulator_settings(settings: Settings, port: int, backend_port: int) -> EmulatorSettings:
+def _go_keyless(
+    settings: Settings, overrides: dict[str, Any], emulator_port: int, backend_port: int
+) -> str:
+    """Point the backend at the keyless embedded emulator; return the banner's lines.
+
+    The backend gets ``AuthType=azure.msi`` (its managed identity is the emulator's identity
+    endpoint: ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``, read by azure-identity), and its
+    webhook checks the upstream's bearer (``SIGNALR_UPSTREAM_AUDIENCE`` / ``_TENANT_ID`` /
+    ``_AUTHORITY`` name the emulator's tenant, issuer and upstream resource).
+    """
+    emulator = emulator_settings(settings, emulator_port, backend_port, keyless=True)
+    base = emulator.public_base
+    resource = emulator.upstream_auth_resource or KEYLESS_UPSTREAM_RESOURCE
+    os.environ["IDENTITY_ENDPOINT"] = f"{base}/identity/msi/token"
+    os.environ["IDENTITY_HEADER"] = emulator.identity_header
+    if "SIGNALR_ACCESS_KEY_RETRY_INTERVAL" not in os.environ:
+        overrides["access_key_retry_interval"] = 10.0  # a laptop's emulator restarts often
+    overrides.update(
+        connection_string=(
+            f"Endpoint=http://{_dial_host(settings.host)};Port={emulator_port};"
+            "AuthType=azure.msi;Version=1.0;"
+        ),
+        upstream_audience=resource,
+        upstream_tenant_id=emulator.tenant_id,
+        upstream_authority=f"{base}/identity",
+    )
+    return "\n".join(
+        [
+            "  keyless            local auth disabled on the emulator; the backend signs in",
+            f"                     with a managed identity from {base}/identity/msi/token",
+            f"                     and checks the upstream's Entra bearer (aud {resource})",
+        ]
+    )
+
+
+def emulator_settings(
+    settings: Settings, port: int, backend_port: int, *, keyless: bool | None = None
+) -> EmulatorSettings:
     """The embedded emulator's settings: the backend's host and key, upstream to its webhook.
 
     ``EMULATOR_*`` variables set the rest, as for ``signalr-emulator``; ``EMULATOR_CONFIG`` or
-    ``EMULATOR_UPSTREAM_URL`` replace the webhook upstream.
+    ``EMULATOR_UPSTREAM_URL`` replace the webhook upstream. Keyless (``--keyless``: the
+    backend's endpoint is keyless), local auth is disabled, the public base is the address
+    the backend dials, and upstream calls carry a bearer for the backend's audience.
 
     Args:
         settings: the backend's settings; their connection string names the emulator's port.
         port: the emulator's bound port.
         backend_port: the backend's bound port.
+        keyless: run the emulator keyless; by default when the backend's endpoint is keyless.
     """
+    if keyless is None:
+        keyless = settings.endpoint.keyless
     emulator = EmulatorSettings(host=settings.host, port=port, access_key=EMULATOR_ACCESS_KEY)
+    if keyless:
+        emulator = emulator.model_copy(
+            update={
+                "keyless": True,
+                "public_url": emulator.public_url or f"http://{_dial_host(settings.host)}:{port}",
+                "upstream_auth_resource": (
+                    settings.upstream_audience
+                    or emulator.upstream_auth_resource
+                    or KEYLESS_UPSTREAM_RESOURCE
+                ),
+            }
+        )
     if emulator.config is None and emulator.upstream_url is None:
         webhook = f"http://{_dial_host(settings.host)}:{backend_port}/runtime/webhooks/signalr"
         emulator = emulator.model_copy(update={"upstream_url": webhook})

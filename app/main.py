@@ -10,24 +10,41 @@ this module has no side effects.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from app import __version__
-from app.exceptions import ServiceError, ServiceThrottledError, edge_status, error_body
+from app.exceptions import (
+    ConfigurationError,
+    ServiceError,
+    ServiceThrottledError,
+    edge_status,
+    error_body,
+)
 from app.functions_settings import rest_client_summary, start_notes
 from app.routers import docs, gateway, health, negotiate, upstream, web
-from app.services.negotiation import Negotiator
 from app.services import http_errors
+from app.services.negotiation import Negotiator
 from app.services.registry import HubRegistry
 from app.services.signalr import SignalRService
+from app.services.upstream_auth import EntraTokenValidator
 from app.services.webhook import Webhook
-from app.settings import Settings, get_settings
+from app.settings import Settings, describe_settings_error, get_settings
+from app.telemetry import (
+    BackendMetrics,
+    Telemetry,
+    bridge_to_opentelemetry,
+    configure_log_format,
+    configure_tracing,
+)
 from signalr_protocol.errors import SignalRError
 
 __all__ = ["create_app"]
@@ -59,11 +76,24 @@ async def _handle_signalr_error(request: Request, exc: Exception) -> JSONRespons
     return _error_response(exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _telemetry(settings: Settings) -> Telemetry:
+    """The app's metrics and tracer: OpenTelemetry as the environment asks (once per
+    process; ``python -m app`` did it already, ``uvicorn app.main:app`` does it here)."""
+    mode = configure_tracing()
+    metrics = BackendMetrics() if settings.metrics_enabled else None
+    if mode != "off" and metrics is not None:
+        bridge_to_opentelemetry(metrics.registry)
+    return Telemetry(metrics)
+
+
+def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
     """Build the backend.
 
     Args:
         settings: the settings to use; by default read from the environment.
+        telemetry: the metrics and tracer to use (tests pass one with their own tracer
+            provider); by default configured from the settings and the ``OTEL_*`` /
+            ``APPLICATIONINSIGHTS_CONNECTION_STRING`` variables.
 
     Returns:
         The FastAPI application. Its lifespan opens the REST client; serve it with
@@ -71,17 +101,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings if settings is not None else get_settings()
     registry = HubRegistry.from_settings(settings)
+    telemetry = telemetry if telemetry is not None else _telemetry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for line in (*start_notes(settings), rest_client_summary(settings)):
             logger.info("%s", line)
-        async with SignalRService.open(settings) as service:
+        async with SignalRService.open(settings, telemetry=telemetry) as service:
             registry.bind(service)
             app.state.signalr = service
             app.state.negotiator = Negotiator(
-                settings, registry, pick_endpoint=service.negotiate_endpoint
+                settings,
+                registry,
+                pick_endpoint=service.negotiate_endpoint,
+                signing_key=service.signing_key,
             )
+            if settings.upstream_audience and settings.upstream_tenant_id:
+                app.state.webhook.entra_validator = EntraTokenValidator(
+                    audience=settings.upstream_audience,
+                    tenant_id=settings.upstream_tenant_id,
+                    authority=settings.upstream_authority,
+                    client=service.http_client,
+                )
             yield
 
     app = FastAPI(
@@ -97,7 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.hubs = registry
-    app.state.webhook = Webhook.from_settings(settings, registry)
+    app.state.telemetry = telemetry
+    app.state.webhook = Webhook.from_settings(settings, registry, telemetry=telemetry)
     # Fast paths for the two hot routes (see their modules); added first so CORS, added
     # after and hence outside them, also covers negotiate.
     app.add_middleware(negotiate.NegotiateFastPath)
@@ -112,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_exception_handler(SignalRError, _handle_signalr_error)
+    http_errors.install(app)  # 422s and 404/405s in the same {"error", "type"} shape
     app.include_router(health.router)
     app.include_router(negotiate.router)
     app.include_router(upstream.router)
@@ -121,12 +164,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _exit_on_settings_error(exc: Exception) -> NoReturn:
+    """Under ``uvicorn app.main:app``: one line per settings problem, then a clean exit."""
+    for line in describe_settings_error(exc).splitlines() or ["invalid settings"]:
+        sys.stderr.write(f"Invalid setting: {line}\n")
+    raise SystemExit(2)
+
+
 def __getattr__(name: str) -> Any:
     # ``uvicorn app.main:app`` asks for ``app``: build it then, from the environment, and
     # keep it, so later reads get the same application.
     if name == "app":
-        application = create_app()
+        try:
+            settings = get_settings()
+        except (ValidationError, SettingsError) as exc:
+            _exit_on_settings_error(exc)
+        # uvicorn configured logging itself; JSON lines need our formatter on its handlers.
+        configure_log_format(settings.log_format)
+        for name in ("uvicorn", "uvicorn.access"):
+            if logging.getLogger(name).handlers:
+                configure_log_format(settings.log_format, logging.getLogger(name))
+        try:
+            application = create_app(settings)
+        except ConfigurationError as exc:  # SIGNALR_HUBS names something that won't load
+            _exit_on_settings_error(exc)
         globals()["app"] = application
         return application
     raise AttributeError(name)
-    http_errors.install(app)  # 422s and 404/405s in the same {"error", "type"} shape

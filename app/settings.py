@@ -33,12 +33,13 @@ from app.functions_settings import FunctionsNamesSource, LocalSettingsSource, re
 from signalr_protocol.connection_string import (
     ServiceEndpoint,
     emulator_connection_string,
+    identity_endpoints_from_environ,
     parse_connection_string,
 )
 from signalr_protocol.errors import SignalRError
 from signalr_protocol.names import validate_hub_name
 
-__all__ = ["DEFAULT_HUBS", "Settings", "get_settings"]
+__all__ = ["DEFAULT_HUBS", "Settings", "describe_settings_error", "env_name", "get_settings"]
 
 DEFAULT_HUBS = ["app.samples.chat:ChatHub"]
 _ENDPOINT_ENV = re.compile(
@@ -94,7 +95,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("WEBSITE_AUTH_ENABLED", "website_auth_enabled"),
     )
     trust_client_principal: bool = False
-    dev_user_header: bool | None = None
+    dev_user_header: bool | None = Field(
+        default=None, description="true / false, or auto (unset): on only for a local service."
+    )
 
     cors_origins: CommaList = Field(default_factory=list)
     cors_credentials: bool = True
@@ -106,7 +109,23 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     upstream_code: str | None = None
+    upstream_audience: str | None = Field(
+        default=None,
+        description="Keyless webhook: the aud of the service's upstream Entra bearer.",
+    )
+    upstream_tenant_id: str | None = Field(
+        default=None, description="Keyless webhook: the tenant that issues that bearer."
+    )
+    upstream_authority: str = Field(
+        default="https://login.microsoftonline.com",
+        description="Keyless webhook: the Entra authority the tenant's keys are read from.",
+    )
+    access_key_refresh_interval: float = Field(default=55 * 60.0, gt=0)
+    access_key_retry_interval: float = Field(default=5 * 60.0, gt=0)
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    body_read_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to read a request body (webhook, gateway); 408."
+    )
 
     api_version: str = "2022-06-01"
     http_timeout: float = Field(default=10.0, gt=0)
@@ -127,8 +146,12 @@ class Settings(BaseSettings):
     port: int = Field(default=7071, ge=0, le=65535)
     emulator_port: int = Field(default=8888, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    metrics_enabled: bool = True
 
     _endpoints: list[ServiceEndpoint] = PrivateAttr(default_factory=list)
+    _identity_default: bool = PrivateAttr(default=False)
+    _identity_count: int = PrivateAttr(default=0)
 
     @classmethod
     def settings_customise_sources(
@@ -153,10 +176,22 @@ class Settings(BaseSettings):
     @field_validator("hubs", "cors_origins", "gateway_api_keys", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-    body_read_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds to read a request body (webhook, gateway); 408."
-    )
         return _split_list(value)
+
+    @field_validator("connection_string", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # AzureSignalRConnectionString= (set but empty) means the emulator, as unset does.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("dev_user_header", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
 
     @field_validator("default_hub")
     @classmethod
@@ -183,19 +218,65 @@ class Settings(BaseSettings):
             self.endpoint_strings = _endpoints_from_environ(os.environ)
         endpoints: list[ServiceEndpoint] = []
         try:
-            if self.connection_string is not None or not self.endpoint_strings:
+            # The __serviceUri sections (keyless); a named one wins over a connection
+            # string of the same name, as the Functions extension reads them.
+            identity = identity_endpoints_from_environ(os.environ)
+            if self.connection_string is not None:
+                identity = [endpoint for endpoint in identity if endpoint.name]
+            identity_names = {endpoint.name.lower() for endpoint in identity if endpoint.name}
+            self.endpoint_strings = {
+                key: text
+                for key, text in self.endpoint_strings.items()
+                if key.partition(":")[0].lower() not in identity_names
+            }
+            self._identity_default = bool(identity) and not identity[0].name
+            self._identity_count = len(identity)
+            if not self._identity_default and (
+                self.connection_string is not None or not (self.endpoint_strings or identity)
+            ):
                 text = self.connection_string or emulator_connection_string(port=self.emulator_port)
-                endpoints.append(parse_connection_string(text))
+                endpoints.append(_parse_named(text, "AzureSignalRConnectionString"))
+            endpoints += identity[:1] if self._identity_default else []
             for key, text in sorted(self.endpoint_strings.items()):
                 name, _, kind = key.partition(":")
-                endpoint = parse_connection_string(text)
+                suffix = "__secondary" if kind.lower() == "secondary" else ""
+                endpoint = _parse_named(text, f"Azure__SignalR__Endpoints__{name}{suffix}")
                 endpoints.append(
                     dataclasses.replace(endpoint, name=name, primary=kind.lower() != "secondary")
                 )
+            endpoints += identity[1:] if self._identity_default else identity
         except SignalRError as exc:
             raise ValueError(str(exc)) from exc
         self._endpoints = endpoints
+        self._check_keyless()
         return self
+
+    def _check_keyless(self) -> None:
+        """Keyless settings that can't work stop the start-up, naming the settings."""
+        if self.upstream_audience is not None and not self.upstream_audience.strip():
+            self.upstream_audience = None
+        if self.upstream_tenant_id is not None and not self.upstream_tenant_id.strip():
+            self.upstream_tenant_id = None
+        if self.upstream_audience and not self.upstream_tenant_id:
+            raise ValueError(
+                "SIGNALR_UPSTREAM_AUDIENCE is set without SIGNALR_UPSTREAM_TENANT_ID: set the "
+                "tenant id that issues the service's upstream token."
+            )
+        if self.upstream_tenant_id and not self.upstream_audience:
+            raise ValueError(
+                "SIGNALR_UPSTREAM_TENANT_ID is set without SIGNALR_UPSTREAM_AUDIENCE: set the "
+                "resource the service's upstream ManagedIdentity auth asks a token for."
+            )
+        if not self.upstream_authority.startswith(("https://", "http://")):
+            raise ValueError(
+                "SIGNALR_UPSTREAM_AUTHORITY must be an http(s) URL such as "
+                "https://login.microsoftonline.com."
+            )
+        if not self.access_keys and not self.upstream_audience and not self.upstream_code:
+            raise ValueError(
+                "Keyless mode needs webhook protection: set SIGNALR_UPSTREAM_AUDIENCE "
+                "(with SIGNALR_UPSTREAM_TENANT_ID) or SIGNALR_UPSTREAM_CODE."
+            )
 
     def service_endpoints(self) -> list[ServiceEndpoint]:
         """Every configured service endpoint; the first is the main connection string."""
@@ -218,7 +299,16 @@ class Settings(BaseSettings):
     @property
     def uses_emulator(self) -> bool:
         """True when no connection string is set and the local emulator is the service."""
-        return self.connection_string is None and not self.endpoint_strings
+        return (
+            self.connection_string is None
+            and not self.endpoint_strings
+            and not self._identity_count
+        )
+
+    @property
+    def keyless(self) -> bool:
+        """True when any endpoint is keyless (Microsoft Entra ID instead of an access key)."""
+        return any(endpoint.keyless for endpoint in self._endpoints)
 
     @property
     def principal_trusted(self) -> bool:
@@ -237,6 +327,47 @@ class Settings(BaseSettings):
         if self.dev_user_header is not None:
             return self.dev_user_header
         return self.uses_emulator or self.endpoint.host in _LOCAL_HOSTS
+
+
+def _parse_named(text: str, setting: str) -> ServiceEndpoint:
+    """Parse a connection string; an error names the setting it came from."""
+    try:
+        return parse_connection_string(text)
+    except SignalRError as exc:
+        raise ValueError(f"{setting}: {exc}") from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a :class:`Settings` field (``port`` -> ``SIGNALR_PORT``)."""
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        first = info.validation_alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"SIGNALR_{field.upper()}"
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line per problem of a settings error, each naming its environment variable.
+
+    For a pydantic :class:`~pydantic.ValidationError` of :class:`Settings`: the field's
+    variable (``SIGNALR_PORT``, ``AzureSignalRConnectionString``) and pydantic's message
+    without its boilerplate (no "1 validation error for Settings", no URL, no input).
+    Anything else (a ``local.settings.json`` error, a hub that cannot load): its message.
+    """
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        loc = error.get("loc") or ()
+        if loc and isinstance(loc[0], str):
+            lines.append(f"{env_name(loc[0])}: {message}")
+        else:
+            lines.append(message)  # a model check: its message names the settings
+    return "\n".join(" ".join(line.split()) for line in lines)
 
 
 def _endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:

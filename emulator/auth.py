@@ -6,6 +6,12 @@ not expired (``nbf`` honoured), and its ``aud`` names this emulator: the request
 name, or one of the configured ``audience_hosts``. Port, scheme, trailing ``/`` and query
 (except ``hub``) are ignored, so the .NET SDK's ``?api-version=`` audiences and the Web
 PubSub SDK's full-URL audiences both pass.
+
+Keyless (docs/protocol.md §9): with local auth disabled, only tokens signed with a current or
+previous temporary key (found by ``kid``, :class:`~emulator.identity.TemporaryKeys`) pass;
+an access-key token is refused saying local auth is disabled. Otherwise temporary-key tokens
+pass too. The REST API also takes the local Entra ID's own tokens (``aud``
+``https://signalr.azure.com``), with no path audience.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import jwt
+
 from signalr_protocol.errors import InvalidTokenError
 from signalr_protocol.tokens import verify_token
 
-from .errors import AuthenticationError
+from .errors import AUDIENCE_INVALID, SIGNING_KEY_NOT_FOUND, AuthenticationError
 from .http import Request
+from .identity import LocalEntraId, TemporaryKeys, is_entra_token
 
 __all__ = ["LOOPBACK_HOSTS", "authenticate", "claim_pairs", "request_token"]
 
@@ -48,6 +57,34 @@ def _verify(token: str, keys: Sequence[str]) -> dict[str, Any]:
             _verified.clear()
         _verified[cache_key] = claims
     return claims
+
+
+def _temporary_key(token: str, temp_keys: TemporaryKeys | None) -> str | None:
+    """The temporary key named by the token's ``kid``, if any."""
+    if temp_keys is None:
+        return None
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError:
+        return None
+    key = temp_keys.lookup(kid) if isinstance(kid, str) else None
+    return None if key is None else key.access_key
+
+
+def _verify_temporary(token: str, temp_keys: TemporaryKeys) -> dict[str, Any]:
+    """Verify a token signed with a current or previous temporary key (by ``kid``)."""
+    key = _temporary_key(token, temp_keys)
+    if key is None:
+        raise AuthenticationError(
+            "Local auth is disabled on this SignalR Service: tokens signed with the access "
+            "key are refused. Sign with a temporary key from /api/v1/auth/accessKey (fetched "
+            "with a Microsoft Entra token); an unknown or rotated-out kid is refused too.",
+            description=SIGNING_KEY_NOT_FOUND,
+        )
+    try:
+        return _verify(token, (key,))
+    except InvalidTokenError as exc:
+        raise AuthenticationError(str(exc)) from exc
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -88,6 +125,9 @@ def authenticate(
     audience_path: str,
     *,
     extra_hosts: Sequence[str] = (),
+    temp_keys: TemporaryKeys | None = None,
+    keyless: bool = False,
+    entra: LocalEntraId | None = None,
 ) -> dict[str, Any]:
     """Validate ``token`` for a request and return its claims.
 
@@ -98,6 +138,9 @@ def authenticate(
         audience_path: the path (and ``?hub=`` query for the client endpoint) the token
             must be made for.
         extra_hosts: further host names accepted in ``aud``.
+        temp_keys: the temporary keys; tokens signed with one (by ``kid``) are accepted.
+        keyless: local auth is disabled: ``keys`` are not accepted, only ``temp_keys``.
+        entra: accept this local Entra ID's tokens for SignalR Service (the REST API).
 
     Raises:
         AuthenticationError: with what was wrong (never the token).
@@ -105,12 +148,28 @@ def authenticate(
     if not token:
         raise AuthenticationError(
             "No access token: send 'Authorization: Bearer <token>'"
-            " (or the access_token query parameter on WebSocket/SSE requests)."
+            " (or the access_token query parameter on WebSocket/SSE requests).",
+            token_sent=False,
         )
-    try:
-        claims = _verify(token, keys)
-    except InvalidTokenError as exc:
-        raise AuthenticationError(str(exc)) from exc
+    if keyless:
+        if entra is not None and is_entra_token(token):
+            return entra.verify_service_token(token)
+        if temp_keys is None:
+            raise AuthenticationError("Local auth is disabled: send a Microsoft Entra token.")
+        claims = _verify_temporary(token, temp_keys)
+    else:
+        try:
+            claims = _verify(token, keys)
+        except InvalidTokenError as exc:
+            if entra is not None and is_entra_token(token):
+                return entra.verify_service_token(token)
+            key = _temporary_key(token, temp_keys)
+            if key is None:
+                raise AuthenticationError(str(exc)) from exc
+            try:
+                claims = _verify(token, (key,))
+            except InvalidTokenError as again:
+                raise AuthenticationError(str(again)) from again
     audience = claims.get("aud")
     _, want_path, want_hub = _normalised("http://h" + audience_path)
     hosts = {request.host.strip("[]"), *(h.strip("[]") for h in LOOPBACK_HOSTS)}
@@ -127,7 +186,8 @@ def authenticate(
             return claims
     expected = f"{request.scheme}://{request.host}{audience_path}"
     raise AuthenticationError(
-        f"The access token's audience {audience!r} does not match {expected!r}."
+        f"The access token's audience {audience!r} does not match {expected!r}.",
+        description=AUDIENCE_INVALID,
     )
 
 

@@ -62,11 +62,25 @@ def _hub(request: Request) -> str:
     return hub_key(hub, application)
 
 
+def _client_query(request: Request) -> str:
+    """The query the webhook sees in ``X-ASRS-Client-Query``: the request's, minus
+    ``access_token``.
+
+    It is taken from the transport request that starts the connection (the WebSocket upgrade,
+    the Server-Sent Events GET, the first long-poll GET), not from negotiate, as Microsoft's
+    emulator does (Azure/azure-signalr
+    ``src/Microsoft.Azure.SignalR.Emulator/HubEmulator/HttpUpstreamPropertiesFeature.cs``: the
+    query string of the connection's ``HttpContext``, sent by ``Upstreams/HttpUpstreamTrigger.cs``),
+    so ``hub``, ``id`` and whatever the client put on its connect URL reach the webhook.
+    """
+    return urlencode([(k, v) for k, v in request.query if k.lower() not in _HIDDEN_QUERY])
+
+
 def _new_connection(
     state: EmulatorState, request: Request, hub: str, claims: dict[str, object], *, v0: bool
 ) -> ClientConnection:
     connection_id = secrets.token_urlsafe(16)
-    query = urlencode([(k, v) for k, v in request.query if k.lower() not in _HIDDEN_QUERY])
+    query = _client_query(request)
     conn = ClientConnection(
         connection_id=connection_id,
         token=connection_id if v0 else secrets.token_urlsafe(16),
@@ -115,6 +129,8 @@ def _authenticate(
         settings.keys,
         f"/client/?hub={hub}",
         extra_hosts=settings.audience_hosts,
+        temp_keys=state.temp_keys,
+        keyless=settings.keyless,
     )
 
 
@@ -152,6 +168,8 @@ async def handle_client_request(
             conn = _new_connection(state, request, hub, claims, v0=True)
         if conn.hub != hub:
             raise NotFoundError("No Connection with that ID on this hub")
+        if conn.state is ConnectionState.NEGOTIATED:
+            conn.query = _client_query(request)
         del request, claims  # not needed for the connection's lifetime
         await handle_websocket(state, conn, scope, receive, send)
         return
@@ -162,6 +180,8 @@ async def handle_client_request(
     if conn.hub != hub:
         raise NotFoundError("No Connection with that ID on this hub")
     if method == "GET":
+        if conn.state is ConnectionState.NEGOTIATED:  # the transport's first request
+            conn.query = _client_query(request)
         if sse:
             await handle_server_sent_events(state, conn, receive, send)
         else:

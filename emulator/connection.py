@@ -37,6 +37,7 @@ from signalr_protocol.messages import CloseMessage
 from .eager import start_eagerly
 from .fastpath import DirectWebSocket, ws_frame
 from .lifecycle import ConnectionState, Transport, check_transition
+from .metrics import CloseReason
 
 if TYPE_CHECKING:
     from signalr_protocol.codec import HubCodec
@@ -100,6 +101,7 @@ class ClientConnection:
         "_size",
         "_waiter",
         "claims",
+        "close_category",
         "close_error",
         "codec",
         "connection_id",
@@ -145,6 +147,7 @@ class ClientConnection:
         self.transport: Transport | None = None
         self.codec: HubCodec | None = None
         self.close_error: str | None = None
+        self.close_category: CloseReason | None = None
         self.created = now
         self.last_received = now
         self.in_call = False
@@ -247,7 +250,10 @@ class ClientConnection:
             )
             self._queue.clear()
             self._size = 0
-            self.close("Connection closed: the client did not read its messages fast enough.")
+            self.close(
+                "Connection closed: the client did not read its messages fast enough.",
+                category=CloseReason.SLOW_CLIENT,
+            )
             return False
         self._size = size
         self._queue.append(data)
@@ -330,17 +336,25 @@ class ClientConnection:
                 self._flushed = asyncio.get_running_loop().create_future()
             await self._flushed
 
-    def close(self, error: str | None = None, *, allow_reconnect: bool = False) -> None:
+    def close(
+        self,
+        error: str | None = None,
+        *,
+        allow_reconnect: bool = False,
+        category: CloseReason | None = None,
+    ) -> None:
         """Queue a Close message (once connected) and stop accepting output: ``CLOSING``.
 
         The writer sends what is queued, then ends the transport. A connection without a
         transport has nothing to flush and becomes ``CLOSED``. No-op once closing.
+        ``category`` is the service's close category (metrics and the live trace).
         """
         state = self.state
         if state >= _CLOSING:
             return
         if state is _NEGOTIATED:
             self.close_error = error
+            self.close_category = category
             self._move(_CLOSED)
             self._wake()
             return
@@ -351,19 +365,21 @@ class ClientConnection:
             if self.state >= _CLOSING:  # the Close message overflowed the buffer
                 return
         self.close_error = error
+        self.close_category = category
         self._move(_CLOSING)
         self._wake()
 
-    def abort(self, error: str | None = None) -> None:
+    def abort(self, error: str | None = None, *, category: CloseReason | None = None) -> None:
         """Stop at once: drop pending output and wake the writer (the transport is gone).
 
-        Any state becomes ``CLOSED``; ``error`` is kept only if the connection was not
-        closing already. No-op once closed.
+        Any state becomes ``CLOSED``; ``error`` and ``category`` (the close category) are
+        kept only if the connection was not closing already. No-op once closed.
         """
         if self.state is _CLOSED:
             return
         if self.state < _CLOSING:
             self.close_error = error
+            self.close_category = category
         self._move(_CLOSED)
         self._queue.clear()
         self._size = 0

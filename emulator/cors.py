@@ -3,7 +3,8 @@
 The official JS client sends cookies (``withCredentials`` defaults to true), so ``*``
 would not do; preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered
 with the requested method and headers (``x-requested-with``, ``x-signalr-user-agent``,
-``authorization``, ...).
+``authorization``, ...). Answers expose ``x-ms-error-code`` and ``WWW-Authenticate`` (a
+401's challenge) to the page's script.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-credentials", b"true"),
-        (b"access-control-expose-headers", b"x-ms-error-code"),
+        (b"access-control-expose-headers", b"x-ms-error-code, www-authenticate"),
         (b"vary", b"Origin"),
     ]
 

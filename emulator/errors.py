@@ -25,7 +25,11 @@ Messages say what to fix and never contain secrets (access keys, tokens).
 
 from __future__ import annotations
 
+import jwt
+
 __all__ = [
+    "AUDIENCE_INVALID",
+    "SIGNING_KEY_NOT_FOUND",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
@@ -78,10 +82,74 @@ class BadRequestError(RequestError):
 
 
 class AuthenticationError(RequestError):
-    """The access token is missing or did not validate (401)."""
+    """The access token is missing or did not validate (401).
+
+    The answer carries :attr:`challenge` as ``WWW-Authenticate``, as ASP.NET Core's JwtBearer
+    handler writes it (dotnet/aspnetcore
+    ``src/Security/Authentication/JwtBearer/src/JwtBearerHandler.cs``, ``HandleChallengeAsync``
+    and ``CreateErrorDescription``): plain ``Bearer`` when no token was sent;
+    ``Bearer error="invalid_token"`` when one failed, with ``error_description`` when the
+    failure is one the handler names (expired, not valid yet, no expiration, bad signature,
+    unknown signing key, audience, issuer).
+
+    Attributes:
+        token_sent: whether the request carried a token at all.
+        description: the handler's ``error_description``; ``None`` derives it from the
+            PyJWT error this one was raised from (``raise ... from exc``), if any.
+    """
 
     status_code = 401
     default_code = "Error.Unauthorized"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str | None = None,
+        token_sent: bool = True,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(message, error_code=error_code)
+        self.token_sent = token_sent
+        self.description = description
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value of this refusal."""
+        if not self.token_sent:
+            return "Bearer"
+        description = self.description if self.description is not None else _describe(self)
+        if description:
+            return f'Bearer error="invalid_token", error_description="{description}"'
+        return 'Bearer error="invalid_token"'
+
+
+# JwtBearerHandler.CreateErrorDescription's wording, keyed by the PyJWT error that means the
+# same thing; order matters (most specific first, as the handler checks them).
+AUDIENCE_INVALID = "The audience is invalid"
+SIGNING_KEY_NOT_FOUND = "The signature key was not found"
+_DESCRIPTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidAudienceError, AUDIENCE_INVALID),
+    (jwt.InvalidIssuerError, "The issuer is invalid"),
+    (jwt.ImmatureSignatureError, "The token is not valid yet"),
+    (jwt.ExpiredSignatureError, "The token is expired"),
+    (jwt.InvalidSignatureError, "The signature is invalid"),
+)
+
+
+def _describe(exc: BaseException) -> str:
+    """The handler's description of the PyJWT error behind ``exc`` (``""``: none it names)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, jwt.MissingRequiredClaimError) and cause.claim == "exp":
+            return "The token has no expiration"
+        for kind, text in _DESCRIPTIONS:
+            if isinstance(cause, kind):
+                return text
+        cause = cause.__cause__
+    return ""
 
 
 class NotFoundError(RequestError):

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from signalr_protocol.codec import HubCodec
     from signalr_protocol.messages import HubMessage
 
+    from .metrics import EmulatorMetrics
+
 __all__ = ["Encoded", "deliver"]
 
 _CONNECTED = ConnectionState.CONNECTED  # a module constant: enum member reads cost a call
@@ -53,6 +55,13 @@ class Encoded:
             data = self._cache[codec.name] = codec.encode(self.message)
         return data
 
+    @property
+    def size(self) -> int:
+        """The size of the first encoding made (0 before any)."""
+        for data in self._cache.values():
+            return len(data)
+        return 0
+
     def frame_for(self, codec: HubCodec, data: bytes) -> bytes:
         """``data`` (this message in ``codec``) as a WebSocket frame, built once."""
         frame = self._frames.get(codec.name)
@@ -65,13 +74,19 @@ def deliver(
     receivers: Iterable[ClientConnection],
     message: Encoded,
     excluded: frozenset[str] | set[str] = frozenset(),
+    metrics: EmulatorMetrics | None = None,
 ) -> int:
     """Queue ``message`` for every ``CONNECTED`` receiver not in ``excluded``.
+
+    Args:
+        metrics: counts the outbound messages and bytes, once per run of receivers of one
+            protocol (nothing per receiver).
 
     Returns:
         How many connections it was queued for.
     """
     count = 0
+    segment_start = 0  # ``count`` when the current protocol's run began
     last_codec: HubCodec | None = None
     last_data: bytes | None = None
     last_frame: bytes | None = None
@@ -82,10 +97,15 @@ def deliver(
         codec = conn.codec
         if codec is not last_codec:
             assert codec is not None  # set once CONNECTED
+            if metrics is not None and last_data is not None and count > segment_start:
+                metrics.messages_out(count - segment_start, len(last_data))
+            segment_start = count
             last_codec = codec
             last_data = message.for_codec(codec)
             if last_data is not None:
                 last_frame = message.frame_for(codec, last_data)
         if last_data is not None and conn.enqueue(last_data, last_frame):
             count += 1
+    if metrics is not None and last_data is not None and count > segment_start:
+        metrics.messages_out(count - segment_start, len(last_data))
     return count

@@ -6,12 +6,14 @@ keep per-request overhead low.
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .errors import PayloadTooLargeError
+from signalr_protocol.payload import dumps
+
+from .errors import PayloadTooLargeError, RequestTimeoutError
 
 __all__ = ["Receive", "Scope", "Send", "Request", "json_response", "read_body", "send_response"]
 
@@ -78,12 +80,31 @@ class Request:
         return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, time_limit: float | None = None) -> bytes:
     """Read a whole request body.
+
+    Args:
+        receive: the ASGI receive callable.
+        limit: most bytes accepted.
+        time_limit: seconds the whole body may take to arrive (``None``: no bound), so a
+            request that declares a body and never sends it does not hold a task for ever.
 
     Raises:
         PayloadTooLargeError: the body is longer than ``limit`` bytes.
+        RequestTimeoutError: the body did not arrive within ``time_limit`` seconds.
     """
+    if time_limit is None:
+        return await _read_body(receive, limit)
+    try:
+        async with asyncio.timeout(time_limit):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {time_limit:g} s."
+        ) from None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -124,8 +145,18 @@ async def json_response(
     *,
     headers: Iterable[tuple[str, str]] = (),
 ) -> None:
-    """Send a JSON response."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Send a JSON response, values written by the payload policy (binary as base64,
+    datetimes as ISO 8601: :mod:`signalr_protocol.payload`).
+
+    Raises:
+        TypeError: a value has no JSON form.
+        ValueError: a float is ``NaN`` or infinite (JSON has no spelling for it).
+    """
+    text = dumps(payload)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: \u escapes carry it
+        body = dumps(payload, ensure_ascii=True).encode("ascii")
     await send_response(
         send, status, body, content_type="application/json; charset=utf-8", headers=headers
     )

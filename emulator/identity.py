@@ -83,6 +83,8 @@ API_VERSION = "2019-08-01"
 TOKEN_LIFETIME = 3600
 """Seconds an emulator Entra token is valid."""
 
+_VERIFIED_CACHE_SIZE = 1024
+_RENEW_MARGIN = 300
 _IDENTITY_NAMESPACE = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")
 
 
@@ -137,6 +139,10 @@ class LocalEntraId:
         client_id: str = DEFAULT_CLIENT_ID,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # Upstream bearers per resource (token, renew at), and service tokens whose
+        # signature verified (token -> claims): made and checked once, not per call.
+        self._upstream_tokens: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, dict[str, Any]] = {}
         self.public_base = public_base
         self.tenant_id = tenant_id
         self.client_id = client_id
@@ -152,6 +158,7 @@ class LocalEntraId:
     @public_base.setter
     def public_base(self, value: str) -> None:
         self._public_base = value.rstrip("/")
+        self._upstream_tokens.clear()  # their issuer names the old base
 
     @property
     def authority(self) -> str:
@@ -177,6 +184,8 @@ class LocalEntraId:
         """Sign with a new RSA key from now on; the old one stays published. Returns its kid."""
         self._keys.insert(0, _new_signing_key())
         del self._keys[2:]
+        self._upstream_tokens.clear()
+        self._verified.clear()
         return self._keys[0].kid
 
     def jwks(self) -> dict[str, Any]:
@@ -289,7 +298,29 @@ class LocalEntraId:
         Raises:
             AuthenticationError: as :meth:`verify`, for audience ``https://signalr.azure.com``.
         """
-        return self.verify(token, (SIGNALR_RESOURCE,))
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] > self._clock():
+                return claims
+            del self._verified[token]
+        claims = self.verify(token, (SIGNALR_RESOURCE,))
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def upstream_bearer(self, resource: str) -> str:
+        """The token upstream calls carry for ``resource`` (the template's ManagedIdentity
+        resource), made once and renewed five minutes before it expires."""
+        cached = self._upstream_tokens.get(resource)
+        now = self._clock()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        token, expires_on = self.issue_token(resource, now=now)
+        if len(self._upstream_tokens) >= _VERIFIED_CACHE_SIZE:
+            self._upstream_tokens.clear()
+        self._upstream_tokens[resource] = (token, expires_on - _RENEW_MARGIN)
+        return token
 
     def check_identity_header(self, value: str | None) -> bool:
         """Whether ``X-IDENTITY-HEADER`` carries the configured secret (constant time)."""

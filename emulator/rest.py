@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -31,11 +32,13 @@ from signalr_protocol.names import (
     validate_hub_name,
     validate_user_id,
 )
+from signalr_protocol.payload import dumps as dumps_json
 from signalr_protocol.tokens import build_client_claims, key_id, mint_token
 
 from .auth import authenticate, request_token
 from .connection import ClientConnection
 from .errors import (
+    AuthenticationError,
     BadRequestError,
     MethodNotAllowedError,
     NotFoundError,
@@ -45,7 +48,9 @@ from .errors import (
 )
 from .fanout import deliver
 from .http import Receive, Request, Scope, Send, json_response, read_body, send_response
+from .identity import is_entra_token
 from .lifecycle import ConnectionState
+from .metrics import CloseReason
 from .registry import Hub, hub_key
 from .rest_payload import parse_send_body
 from .rest_routes import Route, RouteMatch, match_route, route
@@ -122,9 +127,32 @@ def _send(
     call: Call, receivers: Iterable[ClientConnection], excluded: frozenset[str] = frozenset()
 ) -> Result:
     message = parse_send_body(call.request.headers.get("content-type"), call.body)
-    count = deliver(receivers, message, excluded)
+    state = call.state
+    count = deliver(receivers, message, excluded, state.metrics)
     logger.debug("REST send to %d connection(s) of hub %s", count, call.hub_name)
+    trace = state.trace
+    if trace.active:
+        params = call.match.params
+        trace.publish(
+            "message.out",
+            hub=call.hub_name,
+            target=getattr(message.message, "target", None),
+            size=message.size,
+            receivers=count,
+            scope=_SCOPES.get(getattr(call.match.handler, "__name__", ""), "all"),
+            user=params.get("user"),
+            group=params.get("group"),
+            connectionId=params.get("connection"),
+        )
     return _ok(202)
+
+
+_SCOPES = {
+    "send_all": "all",
+    "send_user": "user",
+    "send_group": "group",
+    "send_connection": "connection",
+}
 
 
 def send_all(call: Call) -> Result:
@@ -155,7 +183,7 @@ def _close(
     for conn in connections:
         if conn.connection_id not in excluded:
             logger.info("REST close: connection %s hub %s", conn.connection_id, conn.hub)
-            conn.close(reason, allow_reconnect=True)
+            conn.close(reason, allow_reconnect=True, category=CloseReason.CLOSED_BY_APP_SERVER)
 
 
 async def invoke_connection(call: Call) -> Result:
@@ -192,6 +220,18 @@ async def invoke_connection(call: Call) -> Result:
             conn.pending_results.pop(invocation_id, None)
     if completion.error is not None:
         raise BadRequestError(completion.error, error_code="Error.ClientInvocation")
+    try:
+        dumps_json(completion.result)  # MessagePack carries what JSON cannot
+    except ValueError as exc:
+        raise BadRequestError(
+            "The client's result holds NaN or an infinity, which JSON cannot carry.",
+            error_code="Error.ClientInvocation",
+        ) from exc
+    except TypeError as exc:
+        raise BadRequestError(
+            f"The client's result cannot be written as JSON: {exc}.",
+            error_code="Error.ClientInvocation",
+        ) from exc
     return _ok(200, {"result": completion.result})
 
 
@@ -350,7 +390,17 @@ def generate_token(call: Call) -> Result:
 
 
 def access_key(call: Call) -> Result:
-    key = call.state.settings.access_key
+    """``GET auth/accessKey``: an Entra caller gets a temporary key (rotating); an
+    access-key caller (local auth on) gets the access key itself."""
+    state = call.state
+    token = request_token(call.request, allow_query=False)
+    if state.made_entra is not None and token is not None and is_entra_token(token):
+        return _ok(200, state.temp_keys.current().as_json())  # verified by authenticate
+    if state.settings.keyless:
+        raise AuthenticationError(
+            "Local auth is disabled: ask for a key with a Microsoft Entra token."
+        )
+    key = state.settings.access_key
     return _ok(200, {"AccessKey": key, "KeyId": key_id(key)})
 
 
@@ -428,6 +478,8 @@ async def _error(send: Send, exc: RequestError, head: bool) -> None:
     headers = [("x-ms-error-code", exc.error_code)]
     if isinstance(exc, MethodNotAllowedError):
         headers.append(("allow", ", ".join(exc.allowed)))
+    elif isinstance(exc, AuthenticationError):
+        headers.append(("www-authenticate", exc.challenge))
     if head:
         await send_response(send, exc.status_code, headers=headers)
     else:
@@ -442,11 +494,17 @@ async def handle_rest_request(
     request = Request(scope)
     head = request.method == "HEAD"
     status = 500
+    started = time.perf_counter()
+    operation: str | None = None
+    hub: str | None = None
     try:
         match = match_route(ROUTES, request.raw_path, request.method)
         if match is None:
             raise NotFoundError(f"No REST operation at {request.path}.")
+        hub = match.params.get("hub")
         handler = match.handler
+        if handler is not None:
+            operation = handler.__name__
         if handler is None:
             raise MethodNotAllowedError(
                 f"{request.method} is not allowed here; use {', '.join(match.allowed)}.",
@@ -459,10 +517,14 @@ async def handle_rest_request(
             state.settings.keys,
             request.raw_path,
             extra_hosts=state.settings.audience_hosts,
+            temp_keys=state.temp_keys,
+            keyless=state.settings.keyless,
+            entra=state.made_entra,
         )
         call = Call(state, request, match)
         _validate(call)
-        call.body = await read_body(receive, state.settings.max_rest_body)
+        settings = state.settings
+        call.body = await read_body(receive, settings.max_rest_body, settings.body_read_timeout)
         outcome = handler(call)
         if inspect.isawaitable(outcome):
             outcome = await outcome
@@ -476,3 +538,13 @@ async def handle_rest_request(
         await _error(send, exc, head)
     finally:
         logger.info("REST %s %s -> %d", request.method, request.raw_path, status)
+        elapsed = time.perf_counter() - started
+        state.metrics.rest_request(operation, status, elapsed)
+        state.trace.publish(
+            "rest",
+            hub=hub,
+            operation=operation,
+            method=request.method,
+            status=status,
+            latencyMs=round(elapsed * 1000, 2),
+        )

@@ -9,18 +9,22 @@ Three forms are accepted:
 * the SDK's binary form (``application/octet-stream``): a MessagePack map from protocol
   name (``json``, ``messagepack``) to framed hub Invocation bytes, delivered as given; a
   protocol missing from the map is converted from another.
+
+JSON is read by :func:`signalr_protocol.limits.loads_json` and MessagePack values are
+checked by :func:`~signalr_protocol.limits.check_payload` (nesting, numbers, strings,
+extensions): a body outside those limits is a 400 whose message names the limit.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, get_codec
-from signalr_protocol.errors import HubProtocolError
+from signalr_protocol.errors import HubProtocolError, PayloadError
+from signalr_protocol.limits import check_payload, loads_json
 from signalr_protocol.messages import InvocationMessage
 
 from .errors import BadRequestError, UnsupportedMediaTypeError
@@ -67,17 +71,13 @@ def _binary(body: bytes) -> Encoded:
         try:
             codec = get_codec(name)
             messages = codec.new_parser().feed(data)
-        except HubProtocolError as exc:
+        except (HubProtocolError, PayloadError) as exc:
             raise BadRequestError(f"Invalid '{name}' payload: {exc}.") from exc
         if len(messages) != 1 or not isinstance(messages[0], InvocationMessage):
             raise BadRequestError(f"The '{name}' payload must be exactly one Invocation.")
         message = messages[0]
         encoded[codec.name] = data
     return _prepared(Encoded(message, encoded))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _prepared(message: Encoded) -> Encoded:
@@ -105,7 +105,9 @@ def parse_send_body(content_type: str | None, body: bytes) -> Encoded:
         return _binary(body)
     if media == "application/x-msgpack":
         try:
-            data = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            data = check_payload(msgpack.unpackb(body, raw=False, strict_map_key=False))
+        except PayloadError as exc:
+            raise BadRequestError(exc.message) from exc
         except Exception as exc:  # msgpack raises several unrelated types
             raise BadRequestError(f"The body is not valid MessagePack: {exc}.") from exc
         return _prepared(Encoded(_invocation(data)))
@@ -113,11 +115,9 @@ def parse_send_body(content_type: str | None, body: bytes) -> Encoded:
         if not body.strip():
             raise BadRequestError("The body must be an object with 'target' and 'arguments'.")
         try:
-            data = json.loads(body, parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequestError(f"The body is not valid JSON: {exc}.") from exc
-        except RecursionError as exc:
-            raise BadRequestError("The body is nested too deeply.") from exc
+            data = loads_json(body)
+        except PayloadError as exc:
+            raise BadRequestError(exc.message) from exc
         return _prepared(Encoded(_invocation(data)))
     raise UnsupportedMediaTypeError(
         f"Content-Type {media!r} is not supported; use application/json, "

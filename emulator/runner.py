@@ -4,7 +4,8 @@
   so :func:`emulator.logs.configure_logging` sees and redacts every line; no access log, as
   request lines carry ``access_token`` queries; lifespan on).
 - :func:`uvicorn_config`: the emulator's configuration on top of it: the ``websockets-sansio``
-  WebSocket protocol (which :mod:`emulator.fastpath` writes through), permessage-deflate off
+  WebSocket protocol (which :mod:`emulator.fastpath` writes through; subclassed by
+  :mod:`emulator.wsprotocol` so invalid UTF-8 is one log line), permessage-deflate off
   (as in ASP.NET Core and the service), no protocol-level pings (the hub protocol has its own).
 - :func:`bind_socket`: the listening socket, created with ``IPPROTO_TCP`` so that asyncio sets
   ``TCP_NODELAY`` on accepted connections (otherwise a response written as headers + body can
@@ -34,6 +35,7 @@ import uvicorn
 
 from .server import EmulatorApp, create_app
 from .settings import EmulatorSettings
+from .wsprotocol import EmulatorWebSocketProtocol
 
 __all__ = [
     "EmulatorServer",
@@ -145,7 +147,7 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """The uvicorn configuration the emulator is meant to run with (see the module docstring)."""
     options: dict[str, Any] = {
-        "ws": "websockets-sansio",
+        "ws": EmulatorWebSocketProtocol,
         "ws_per_message_deflate": False,
         "ws_ping_interval": None,
         "ws_max_size": 16 * 1024 * 1024,

@@ -21,13 +21,17 @@ import aiohttp
 
 from .client_endpoint import handle_client_request
 from .cors import is_preflight, preflight, with_cors
-from .errors import NotFoundError, RequestError
+from .errors import AuthenticationError, NotFoundError, RequestError
 from .http import Receive, Scope, Send, send_response
+from .identity import handle_identity_request
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, CloseReason
 from .rest import handle_rest_request
 from .settings import EmulatorSettings
 from .state import EmulatorState
+from .trace import handle_trace_request, hub_snapshot, is_trace_path
 from .upstream import (
     DEFAULT_TEMPLATES,
+    DEFAULT_UPSTREAM_URL,
     UpstreamDispatcher,
     UpstreamSettingsFile,
     UpstreamTemplate,
@@ -56,32 +60,64 @@ class EmulatorApp:
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
-        self.settings = settings
         self.state = EmulatorState(settings)
+        self._settings = settings
         self.templates: Callable[[], Sequence[UpstreamTemplate]]
+        resource = settings.upstream_auth_resource or None
         if settings.upstream_url is not None:
-            fixed = [UpstreamTemplate(settings.upstream_url)] if settings.upstream_url else []
+            fixed = (
+                [UpstreamTemplate(settings.upstream_url, auth_resource=resource)]
+                if settings.upstream_url
+                else []
+            )
             self.templates = lambda: fixed
         elif settings.config is not None:
             self.templates = UpstreamSettingsFile(settings.config)
         else:
-            self.templates = lambda: DEFAULT_TEMPLATES
+            defaults = (
+                [UpstreamTemplate(DEFAULT_UPSTREAM_URL, auth_resource=resource)]
+                if resource
+                else DEFAULT_TEMPLATES
+            )
+            self.templates = lambda: defaults
         self._client: aiohttp.ClientSession | None = None
+
+    @property
+    def settings(self) -> EmulatorSettings:
+        """The settings; set them again once the port is bound (the local Entra ID's
+        issuer names it)."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: EmulatorSettings) -> None:
+        self._settings = value
+        self.state.rebase(value)
 
     async def startup(self) -> None:
         """Open the upstream HTTP client and start housekeeping."""
         if self._client is not None:
             return
         self._client = new_upstream_session()
+        settings = self.settings
+        if settings.keyless:
+            self.state.entra  # noqa: B018 - make the signing key now, not on the first call
         self.state.upstream = UpstreamDispatcher(
-            self.templates, self.settings.keys, self._client, self.settings.upstream_timeout
+            self.templates,
+            () if settings.keyless else settings.keys,  # local auth disabled: no signature
+            self._client,
+            settings.upstream_timeout,
+            bearer=lambda resource: self.state.entra.upstream_bearer(resource),
+            metrics=self.state.metrics,
+            trace=self.state.trace,
         )
         self.state.spawn(self.state.housekeeping())
 
     def close_connections(self) -> None:
-        """Send every client a Close message (reconnect allowed) and end its connection."""
+        """Send every client a Close message (reconnect allowed) and end its connection;
+        end the live trace's event streams (so the server need not wait for them)."""
+        self.state.trace.close_all()
         for conn in self.state.registry.connections():
-            conn.close(SHUTDOWN_MESSAGE, allow_reconnect=True)
+            conn.close(SHUTDOWN_MESSAGE, allow_reconnect=True, category=CloseReason.SERVICE_RELOAD)
 
     async def shutdown(self) -> None:
         """Close every connection, stop background tasks, close the HTTP client."""
@@ -143,8 +179,19 @@ class EmulatorApp:
         try:
             if path.startswith("/api/"):
                 await handle_rest_request(self.state, scope, receive, tracking_send)
+            elif path.startswith("/identity/"):
+                await handle_identity_request(self.state.entra, scope, receive, tracking_send)
             elif path == "/client" or path.startswith("/client/"):
                 await handle_client_request(self.state, scope, receive, tracking_send)
+            elif self.settings.trace_enabled and is_trace_path(path):
+                await self._trace(scope, receive, tracking_send)
+            elif path == "/metrics" and self.settings.metrics_enabled:
+                await send_response(
+                    send,
+                    200,
+                    self.state.metrics.render(),
+                    content_type=METRICS_CONTENT_TYPE,
+                )
             elif path == "/" and scope["method"] in ("GET", "HEAD"):
                 await send_response(send, 200, b"Azure SignalR Service emulator (serverless)\n")
             else:
@@ -157,14 +204,16 @@ class EmulatorApp:
         except RequestError as exc:
             if started:
                 raise
-            await send_response(
-                send,
-                exc.status_code,
-                exc.message.encode("utf-8"),
-                headers=[("x-ms-error-code", exc.error_code)],
-            )
+            if exc.status_code in (401, 403) and path.startswith("/client"):
+                self.state.metrics.connection_refused(CloseReason.UNAUTHORIZED)
+            answer_headers = [("x-ms-error-code", exc.error_code)]
+            if isinstance(exc, AuthenticationError):
+                answer_headers.append(("www-authenticate", exc.challenge))
+            body = exc.message.encode("utf-8")
+            await send_response(send, exc.status_code, body, headers=answer_headers)
         except Exception:
             logger.exception("Unhandled error on %s %s", scope["method"], path)
+            self.state.metrics.system_errors.inc()
             if not started:
                 await send_response(send, 500, b"Internal error; see the emulator log.\n")
 
@@ -181,15 +230,37 @@ class EmulatorApp:
             if scope.get("emulator.accepted"):
                 raise
             logger.info("WebSocket refused (%d): %s", exc.status_code, exc.message)
-            await self._reject(scope, send, exc.status_code, exc.message, exc.error_code)
+            if exc.status_code in (401, 403):
+                self.state.metrics.connection_refused(CloseReason.UNAUTHORIZED)
+            challenge = exc.challenge if isinstance(exc, AuthenticationError) else None
+            await self._reject(scope, send, exc.status_code, exc.message, exc.error_code, challenge)
         except Exception:
             logger.exception("Unhandled error on WebSocket %s", path)
+            self.state.metrics.system_errors.inc()
             if not scope.get("emulator.accepted"):
                 await self._reject(scope, send, 500, "Internal error; see the emulator log.")
 
+    async def _trace(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The live trace page, its event stream and state, and ``GET /metrics``."""
+        state = self.state
+        await handle_trace_request(
+            scope,
+            receive,
+            send,
+            bus=state.trace,
+            snapshot=lambda: hub_snapshot(state.registry),
+            metrics=state.metrics.render if self.settings.metrics_enabled else None,
+            metrics_content_type=METRICS_CONTENT_TYPE,
+        )
+
     @staticmethod
     async def _reject(
-        scope: Scope, send: Send, status: int, text: str, error_code: str | None = None
+        scope: Scope,
+        send: Send,
+        status: int,
+        text: str,
+        error_code: str | None = None,
+        challenge: str | None = None,
     ) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
             body = text.encode("utf-8")
@@ -199,6 +270,8 @@ class EmulatorApp:
             ]
             if error_code:
                 headers.append((b"x-ms-error-code", error_code.encode("ascii")))
+            if challenge:
+                headers.append((b"www-authenticate", challenge.encode("ascii")))
             await send(
                 {"type": "websocket.http.response.start", "status": status, "headers": headers}
             )

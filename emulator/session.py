@@ -25,6 +25,7 @@ from signalr_protocol.messages import (
 
 from . import stateful
 from .lifecycle import ConnectionState
+from .metrics import CloseReason
 from .upstream import UpstreamContext
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ logger = logging.getLogger("emulator.connections")
 # Module constants: reading a member off an enum class costs a descriptor call in 3.11.
 _HANDSHAKING = ConnectionState.HANDSHAKING
 _CONNECTED = ConnectionState.CONNECTED
+# Hub messages counted as inbound messages (pings, acks and sequence messages are not).
+_COUNTED = (InvocationMessage, StreamInvocationMessage, CompletionMessage)
 
 
 class HubSession:
@@ -63,18 +66,33 @@ class HubSession:
         elif conn.state is not _CONNECTED:
             return  # closing: input is no longer read
         assert self._parser is not None
+        state = self._state
+        metrics = state.metrics
+        metrics.bytes_in(len(data))
         try:
             messages = self._parser.feed(data)
         except HubProtocolError as exc:
             logger.info("Connection %s sent an invalid message: %s", conn.connection_id, exc)
-            conn.close(exc.close_reason)
+            conn.close(exc.close_reason, category=CloseReason.BAD_REQUEST)
             return
         link = conn.replay  # stateful reconnect: Ack, Sequence and duplicates stop here
+        trace = state.trace
         for message in messages:
             if conn.closed:
                 return
             if link is not None and not link.inbound(conn, message):
                 continue
+            if isinstance(message, _COUNTED):
+                metrics.message_in()
+                if trace.active:
+                    trace.publish(
+                        "message.in",
+                        hub=conn.hub,
+                        connectionId=conn.connection_id,
+                        userId=conn.user_id,
+                        target=getattr(message, "target", None),
+                        size=len(data),
+                    )
             await self._dispatch(message)
 
     async def _receive_handshake(self, data: bytes) -> bytes:
@@ -98,7 +116,16 @@ class HubSession:
         except HubProtocolError as exc:
             logger.info("Connection %s: handshake refused: %s", conn.connection_id, exc)
             conn.enqueue(encode_handshake_response(exc.close_reason))
-            conn.close(exc.close_reason)
+            conn.close(exc.close_reason, category=CloseReason.HANDSHAKE_ERROR)
+            self._state.metrics.connection_refused(CloseReason.HANDSHAKE_ERROR)
+            self._state.trace.publish(
+                "connection.closed",
+                hub=conn.hub,
+                connectionId=conn.connection_id,
+                userId=conn.user_id,
+                reason=CloseReason.HANDSHAKE_ERROR.value,
+                error=exc.close_reason,
+            )
             return b""
         remaining = self._handshake.remaining
         self._handshake = None
@@ -107,6 +134,15 @@ class HubSession:
         stateful.enable(conn, request.version, self._state.settings)
         self._parser = codec.new_parser(self._state.settings.max_message_size)
         self._state.registry.hub(conn.hub).add(conn)
+        self._state.metrics.connection_opened(conn.hub, conn.transport)
+        self._state.trace.publish(
+            "connection.opened",
+            hub=conn.hub,
+            connectionId=conn.connection_id,
+            userId=conn.user_id,
+            transport=getattr(conn.transport, "value", conn.transport),
+            protocol=codec.name,
+        )
         self._context = UpstreamContext(
             hub=conn.hub,
             connection_id=conn.connection_id,
@@ -159,7 +195,7 @@ class HubSession:
             if future is not None and not future.done():
                 future.set_result(message)
         elif isinstance(message, CloseMessage):
-            conn.abort(message.error)
+            conn.abort(message.error, category=CloseReason.NORMAL)
         # Ping: a sign of life only. Completions answer REST :invoke calls; stream items,
         # cancels, Ack and Sequence are not forwarded in serverless mode.
 
@@ -172,6 +208,17 @@ class HubSession:
         if self._context is None:
             return
         reason = error if error is not None else conn.close_error
+        category = conn.close_category or CloseReason.NORMAL
+        self._state.metrics.connection_closed(conn.hub, conn.transport, category)
+        self._state.trace.publish(
+            "connection.closed",
+            hub=conn.hub,
+            connectionId=conn.connection_id,
+            userId=conn.user_id,
+            transport=getattr(conn.transport, "value", conn.transport),
+            reason=category.value,
+            error=reason,
+        )
         logger.info(
             "Disconnected: connection %s hub %s%s",
             conn.connection_id,

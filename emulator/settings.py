@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
+from .identity import DEFAULT_IDENTITY_HEADER, DEFAULT_TENANT_ID
+
 __all__ = ["EmulatorSettings"]
 
 
@@ -41,6 +43,8 @@ class EmulatorSettings(BaseSettings):
             too slow and closed, so it cannot stall or bloat the others.
         max_message_size: largest single hub message a client may send, in bytes.
         max_rest_body: largest REST request body, in bytes (the service's 1 MB).
+        body_read_timeout: seconds a request body (REST, or a Server-Sent Events / long
+            polling send) may take to arrive before the request is answered 408.
         upstream_timeout: seconds to wait for the upstream webhook.
         stateful_reconnect: grant stateful reconnect to clients that ask for it on negotiate
             (``useStatefulReconnect=true``); ``False`` answers as Microsoft's emulator does.
@@ -53,7 +57,20 @@ class EmulatorSettings(BaseSettings):
         audience_hosts: extra host names accepted in a token's ``aud`` besides the host the
             request was sent to and loopback names (e.g. a public name behind a proxy).
         public_url: scheme and host:port to print in the connection string, when the
-            emulator is reached under another name than ``host:port`` (e.g. in compose).
+            emulator is reached under another name than ``host:port`` (e.g. in compose);
+            also the base of the local Entra ID's issuer.
+        keyless: local auth disabled (``--keyless``): tokens signed with the access key are
+            refused; only the local Entra ID's tokens and temporary keys are accepted, and
+            upstream calls carry no ``X-ASRS-Signature``.
+        tenant_id: the local Entra ID's tenant.
+        identity_header: what ``X-IDENTITY-HEADER`` must carry on ``/identity/msi/token``.
+        temp_key_rotation: seconds between two temporary access keys.
+        upstream_auth_resource: the default upstream's ManagedIdentity resource: upstream
+            calls carry an Entra bearer token with this ``aud``.
+        metrics_enabled: serve ``GET /metrics`` (Prometheus text format).
+        trace_enabled: serve the live trace page at ``/`` and its ``/trace/*`` routes; off,
+            ``/`` answers a line of text (for an emulator reachable beyond localhost).
+        trace_history: events the live trace keeps for a page opened later.
     """
 
     model_config = SettingsConfigDict(env_prefix="EMULATOR_", extra="ignore")
@@ -72,12 +89,33 @@ class EmulatorSettings(BaseSettings):
     max_buffered_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_message_size: int = Field(default=1024 * 1024, ge=1024)
     max_rest_body: int = Field(default=1024 * 1024, ge=1024)
+    body_read_timeout: float = Field(default=30.0, gt=0)
     upstream_timeout: float = Field(default=100.0, gt=0)
     stateful_reconnect: bool = True
     stateful_reconnect_buffer_size: int = Field(default=100_000, ge=1)
     stateful_reconnect_window: float = Field(default=15.0, gt=0)
     audience_hosts: list[str] = Field(default_factory=list)
     public_url: str | None = None
+    keyless: bool = False
+    tenant_id: str = Field(default=DEFAULT_TENANT_ID, min_length=1)
+    identity_header: str = Field(default=DEFAULT_IDENTITY_HEADER, min_length=1, repr=False)
+    temp_key_rotation: float = Field(default=3600.0, gt=0)
+    upstream_auth_resource: str | None = None
+    metrics_enabled: bool = True
+    trace_enabled: bool = True
+    trace_history: int = Field(default=1000, ge=0, le=1_000_000)
+
+    @property
+    def public_base(self) -> str:
+        """Where clients reach this emulator: ``public_url``, else ``http://host:port``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -89,9 +127,18 @@ class EmulatorSettings(BaseSettings):
     def connection_string(self, port: int | None = None) -> str:
         """The connection string a backend uses to reach this emulator.
 
+        Keyless, it names no key: ``...;AuthType=azure.msi;Version=1.0;`` (the backend then
+        needs ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` pointing at this emulator).
+
         Args:
             port: the port actually bound (when ``port`` was 0); defaults to ``port``.
         """
+        text = self._key_connection_string(port)
+        if self.keyless:
+            return text.replace(f"AccessKey={self.access_key};", "AuthType=azure.msi;")
+        return text
+
+    def _key_connection_string(self, port: int | None) -> str:
         if self.public_url:
             scheme, _, rest = self.public_url.partition("://")
             host, _, port_text = rest.rstrip("/").partition(":")

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from signalr_protocol.messages import PingMessage
 
+from .identity import LocalEntraId, TemporaryKeys
 from .lifecycle import ConnectionState
+from .metrics import CloseReason, EmulatorMetrics
 from .registry import Registry
 from .settings import EmulatorSettings
+from .trace import TraceBus
 
 if TYPE_CHECKING:
     from .upstream import UpstreamDispatcher
@@ -36,6 +39,8 @@ _PING = PingMessage()
 _NEGOTIATED = ConnectionState.NEGOTIATED
 _HANDSHAKING = ConnectionState.HANDSHAKING
 _CLOSING = ConnectionState.CLOSING
+_PING_TIMEOUT = CloseReason.PING_TIMEOUT
+_HANDSHAKE_ERROR = CloseReason.HANDSHAKE_ERROR
 
 
 class EmulatorState:
@@ -45,14 +50,47 @@ class EmulatorState:
         settings: the settings the app was made with.
         registry: hubs, connections, groups.
         upstream: the upstream dispatcher while the app runs, else ``None``.
+        entra: the local Entra ID (served under ``/identity/``, keyless or not).
+        temp_keys: the temporary access keys handed out to Entra callers.
+        metrics: the Prometheus metrics (always counted; ``metrics_enabled`` only hides
+            ``GET /metrics``).
+        trace: the live trace's event bus.
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.registry = Registry()
         self.upstream: UpstreamDispatcher | None = None
+        self._entra: LocalEntraId | None = None
+        self.temp_keys = TemporaryKeys(settings.temp_key_rotation)
+        self.metrics = EmulatorMetrics()
+        self.trace = TraceBus(settings.trace_history)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pings: dict[str, bytes] = {}
+
+    @property
+    def entra(self) -> LocalEntraId:
+        """The local Entra ID, made on first use (an RSA key takes ~50 ms to make)."""
+        if self._entra is None:
+            settings = self.settings
+            self._entra = LocalEntraId(
+                settings.public_base,
+                tenant_id=settings.tenant_id,
+                identity_header=settings.identity_header,
+            )
+        return self._entra
+
+    @property
+    def made_entra(self) -> LocalEntraId | None:
+        """The local Entra ID if made yet (no token of it can exist before)."""
+        return self._entra
+
+    def rebase(self, settings: EmulatorSettings) -> None:
+        """Take ``settings`` (the same ones, with the port as bound) and the public base
+        they give to the local Entra ID's issuer."""
+        self.settings = settings
+        if self._entra is not None:
+            self._entra.public_base = settings.public_base
 
     @property
     def tick(self) -> float:
@@ -98,12 +136,12 @@ class EmulatorState:
                     registry.remove(conn)
                 continue
             if conn.idle_since is not None and now - conn.idle_since > s.disconnect_timeout:
-                conn.abort("The client stopped polling.")
+                conn.abort("The client stopped polling.", category=_PING_TIMEOUT)
                 continue
             if state is _HANDSHAKING:
                 if now - conn.created > s.handshake_timeout:
                     logger.info("Connection %s closed: no handshake", conn.connection_id)
-                    conn.close("Handshake was canceled.")
+                    conn.close("Handshake was canceled.", category=_HANDSHAKE_ERROR)
                 continue
             link = conn.replay  # stateful reconnect: Acks, and the reconnect window
             if link is not None and link.housekeep(conn, now, s.stateful_reconnect_window):
@@ -116,7 +154,10 @@ class EmulatorState:
                 and now - conn.last_received > s.client_timeout
             ):
                 logger.info("Connection %s closed: client timeout", conn.connection_id)
-                conn.close("Server timeout elapsed without receiving a message from the client.")
+                conn.close(
+                    "Server timeout elapsed without receiving a message from the client.",
+                    category=_PING_TIMEOUT,
+                )
                 continue
             if conn.sent_flag:
                 conn.sent_flag = False

@@ -262,7 +262,8 @@ async def handle_post(
     transport = conn.transport
     if transport is None or not transport.posts or conn.inbound is None:
         raise BadRequestError("POST sends are only for Server-Sent Events and long polling.")
-    body = await read_body(receive, state.settings.max_message_size * 4)
+    settings = state.settings
+    body = await read_body(receive, settings.max_message_size * 4, settings.body_read_timeout)
     if conn.closed:
         raise NotFoundError("The connection is closed.")
     conn.last_received = time.monotonic()

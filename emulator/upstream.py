@@ -9,8 +9,10 @@ Completion made here).
 
 API:
 
-- ``UpstreamTemplate(url_template, hub_pattern="*", category_pattern="*", event_pattern="*")``
-  with ``matches(hub, category, event) -> bool`` and ``url_for(hub, category, event) -> str``;
+- ``UpstreamTemplate(url_template, hub_pattern="*", category_pattern="*", event_pattern="*",
+  auth_resource=None)`` with ``matches(hub, category, event) -> bool`` and
+  ``url_for(hub, category, event) -> str``; ``auth_resource`` (a template's ``"Auth":
+  {"Type": "ManagedIdentity", "ManagedIdentity": {"Resource": R}}``) adds an Entra bearer;
   raises :class:`~emulator.errors.EmulatorConfigError` for a URL that is not absolute http(s) or
   a blank pattern.
 - ``DEFAULT_TEMPLATES`` – ``http://localhost:7071/runtime/webhooks/signalr`` for everything.
@@ -23,7 +25,9 @@ API:
 - ``UpstreamContext(hub, connection_id, user_id, claims, query, codec)`` – one connection's
   side of the headers; ``request(category, event)`` makes the core's ``UpstreamRequest``.
   An invocation's headers are made once per connection and target, then reused.
-- ``UpstreamDispatcher(templates, keys, client, timeout)`` – ``connected(ctx)``,
+- ``UpstreamDispatcher(templates, keys, client, timeout, *, bearer=None)`` – no keys (local
+  auth disabled) sends no signature; ``bearer(resource)`` makes the templates' tokens;
+  ``connected(ctx)``,
   ``disconnected(ctx, error)``, ``invoke(ctx, message) -> bytes | None``. It never raises for
   upstream failures: connection events and fire-and-forget invocations log a warning with the
   connection id; invocations with an id get an error Completion.
@@ -72,6 +76,9 @@ from signalr_protocol.upstream import (
 )
 
 from .errors import EmulatorConfigError
+from .metrics import EmulatorMetrics
+from .trace import TraceBus
+from .upstream_answer import completion_problem, webhook_reason
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -134,7 +141,8 @@ class UpstreamTemplate:
 
     Patterns are ``*`` (everything), a comma-separated list (items trimmed) or one name.
     ``{hub}``, ``{category}`` and ``{event}`` in ``url_template`` are replaced by the
-    percent-encoded values.
+    percent-encoded values. With ``auth_resource`` (the service's ``ManagedIdentity``
+    upstream auth), calls carry ``Authorization: Bearer`` with an Entra token for it.
 
     Raises:
         EmulatorConfigError: ``url_template`` is not an absolute http(s) URL, or a pattern is
@@ -145,6 +153,7 @@ class UpstreamTemplate:
     hub_pattern: str = "*"
     category_pattern: str = "*"
     event_pattern: str = "*"
+    auth_resource: str | None = None
     _hubs: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _categories: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _events: frozenset[str] | None = field(init=False, repr=False, compare=False)
@@ -205,6 +214,29 @@ def _pattern(item: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _auth_resource(item: Mapping[str, Any], where: str) -> str | None:
+    """The resource of ``"Auth": {"Type": "ManagedIdentity", "ManagedIdentity": {"Resource":
+    R}}`` (the service's ARM shape, keys case-insensitive); ``None`` without auth."""
+    auth = _get(item, "Auth")
+    if auth is None:
+        return None
+    if not isinstance(auth, dict):
+        raise EmulatorConfigError(f'{where}.Auth must be an object such as {{"Type": "None"}}.')
+    kind = _get(auth, "Type")
+    if kind is None or (isinstance(kind, str) and kind.strip().lower() == "none"):
+        return None
+    if not isinstance(kind, str) or kind.strip().lower() != "managedidentity":
+        raise EmulatorConfigError(f'{where}.Auth.Type must be "None" or "ManagedIdentity".')
+    identity = _get(auth, "ManagedIdentity")
+    resource = _get(identity, "Resource") if isinstance(identity, dict) else None
+    if not isinstance(resource, str) or not resource.strip():
+        raise EmulatorConfigError(
+            f"{where}.Auth.ManagedIdentity.Resource is missing: the audience of the upstream's "
+            "token (e.g. api://my-app)."
+        )
+    return resource.strip()
+
+
 def _template_from(item: Any, where: str) -> UpstreamTemplate:
     if not isinstance(item, dict):
         raise EmulatorConfigError(f"{where} must be an object with a UrlTemplate.")
@@ -217,6 +249,7 @@ def _template_from(item: Any, where: str) -> UpstreamTemplate:
             hub_pattern=_pattern(item, "HubPattern", where),
             category_pattern=_pattern(item, "CategoryPattern", where),
             event_pattern=_pattern(item, "EventPattern", where),
+            auth_resource=_auth_resource(item, where),
         )
     except EmulatorConfigError as exc:
         raise EmulatorConfigError(f"{where}.{exc.message}") from None
@@ -423,6 +456,10 @@ class UpstreamDispatcher:
             uses because it costs several times less CPU per call (see
             :func:`new_upstream_session`). Both behave the same here.
         timeout: seconds one upstream call may take in all (connect, send, read).
+        bearer: makes the Entra token (for a resource) that calls to a template with an
+            ``auth_resource`` carry as ``Authorization: Bearer``.
+        metrics: counts each call (category, status, latency, body size), if given.
+        trace: the live trace each call is published to, if given.
     """
 
     def __init__(
@@ -431,8 +468,15 @@ class UpstreamDispatcher:
         keys: Sequence[str],
         client: httpx.AsyncClient | aiohttp.ClientSession,
         timeout: float,
+        *,
+        bearer: Callable[[str], str] | None = None,
+        metrics: EmulatorMetrics | None = None,
+        trace: TraceBus | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._trace = trace
         self._templates = templates
+        self._bearer = bearer
         self._keys = tuple(keys)
         self._client = client
         self._timeout = timeout
@@ -453,6 +497,14 @@ class UpstreamDispatcher:
         headers = encode_upstream_headers(ctx.request(category, event), self._keys)
         headers.append((b"Content-Type", content_type))
         return headers
+
+    def _authorized(self, headers: Headers, template: UpstreamTemplate) -> Headers:
+        """``headers`` plus the template's ``Authorization: Bearer``, if it has auth."""
+        resource = template.auth_resource
+        if resource is None or self._bearer is None:
+            return headers
+        token = self._bearer(resource)
+        return [*headers, (b"Authorization", b"Bearer " + token.encode("ascii"))]
 
     def _invocation_headers(self, ctx: UpstreamContext, event: str) -> Headers:
         """:meth:`_headers` of an invocation of ``event``, made once per connection and target."""
@@ -534,6 +586,45 @@ class UpstreamDispatcher:
         except aiohttp.ClientError as exc:  # after connecting: a dropped or malformed answer
             raise _Failure(f"error: {_short(exc)}") from None
 
+    async def _observed_post(
+        self,
+        ctx: UpstreamContext,
+        category: str,
+        event: str,
+        url: str,
+        headers: Headers,
+        body: bytes,
+    ) -> tuple[int, bytes]:
+        """:meth:`_post`, counted in the metrics and published to the live trace."""
+        started = time.perf_counter()
+        status: int | None = None
+        failure: str | None = None
+        try:
+            status, answer = await self._post(url, headers, body)
+        except _Failure as exc:
+            failure = exc.reason
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if self._metrics is not None:
+                self._metrics.upstream_request(category, status, elapsed, len(body))
+            if self._trace is not None:
+                fields: dict[str, Any] = {}
+                if failure is not None:
+                    fields["error"] = failure
+                self._trace.publish(
+                    "upstream",
+                    hub=ctx.hub,
+                    connectionId=ctx.connection_id,
+                    userId=ctx.user_id,
+                    category=category,
+                    event=event,
+                    status=status,
+                    latencyMs=round(elapsed * 1000, 2),
+                    **fields,
+                )
+        return status, answer
+
     async def _notify(self, ctx: UpstreamContext, event: str, body: bytes) -> None:
         template = self._find(ctx.hub, CATEGORY_CONNECTIONS, event)
         if template is None:
@@ -545,9 +636,11 @@ class UpstreamDispatcher:
             )
             return
         url = template.url_for(ctx.hub, CATEGORY_CONNECTIONS, event)
-        headers = self._headers(ctx, CATEGORY_CONNECTIONS, event, _JSON)
+        headers = self._authorized(self._headers(ctx, CATEGORY_CONNECTIONS, event, _JSON), template)
         try:
-            status, _ = await self._post(url, headers, body)
+            status, _ = await self._observed_post(
+                ctx, CATEGORY_CONNECTIONS, event, url, headers, body
+            )
         except _Failure as failure:
             logger.warning(
                 "Upstream %s for connection %s failed: %s (%s)",
@@ -594,9 +687,11 @@ class UpstreamDispatcher:
 
         Returns:
             ``None`` when the message has no ``invocation_id``; otherwise framed bytes in the
-            connection's protocol: the upstream's 200 body as is (it must be a framed hub
-            message, normally the Completion), an empty Completion for an empty 200 or a 204,
-            or an error Completion (``Invocation failed, status code N``, a timeout, an
+            connection's protocol: the upstream's 200 body as is when it is exactly one
+            Completion of this invocation, an empty Completion for an empty 200 or a 204,
+            or an error Completion (``Invocation failed, status code N: <the webhook's
+            reason>``, ``Invocation failed, the upstream answered an invalid completion:
+            ...`` for any other 200 body, see :mod:`emulator.upstream_answer`; a timeout, an
             unreachable upstream, ``Invocation failed, error: ...`` for an answer cut off
             or malformed, a response over 16 MiB, no matching template). Never raises
             for upstream failures.
@@ -614,8 +709,10 @@ class UpstreamDispatcher:
         url = template.url_for(ctx.hub, CATEGORY_MESSAGES, event)
         try:
             body = codec.encode_payload(message)
-            headers = self._invocation_headers(ctx, event)
-            status, answer = await self._post(url, headers, body)
+            headers = self._authorized(self._invocation_headers(ctx, event), template)
+            status, answer = await self._observed_post(
+                ctx, CATEGORY_MESSAGES, event, url, headers, body
+            )
         except _Failure as failure:
             text = f"Invocation failed, {failure.reason}."
         except HubProtocolError as exc:
@@ -628,9 +725,17 @@ class UpstreamDispatcher:
                 if invocation_id is None:
                     return None
                 if status == 200 and answer:
-                    return answer
-                return codec.encode(CompletionMessage.void(invocation_id))
-            text = f"Invocation failed, status code {status}"
+                    problem = completion_problem(codec, answer, invocation_id)
+                    if problem is None:
+                        return answer
+                    text = f"Invocation failed, {problem}."
+                else:
+                    return codec.encode(CompletionMessage.void(invocation_id))
+            else:
+                reason = webhook_reason(answer)
+                text = f"Invocation failed, status code {status}" + (
+                    f": {reason}" if reason else ""
+                )
         logger.warning(
             "Upstream invocation %s of connection %s failed: %s (%s)",
             event,

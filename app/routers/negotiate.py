@@ -41,7 +41,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ConnectionInfoPublic, "description": "The connection info."},
     400: {"description": "Invalid hub name, user id or App Service principal."},
     404: {"description": "No hub of that name is registered."},
-    503: {"description": "A hub's negotiate hook could not reach the SignalR Service."},
+    503: {
+        "description": "A hub's negotiate hook could not reach the SignalR Service, or a "
+        "keyless endpoint has no usable signing key (the reason is in the body)."
+    },
 }
 
 
@@ -56,14 +59,23 @@ async def negotiate_response(
         headers: the request headers.
         query: the request query.
     """
-    try:
-        info = await state.negotiator.negotiate(
-            hub if hub is not None else state.settings.default_hub, headers, query
-        )
-    except SignalRError as exc:
-        # edge_status: a hub's negotiate hook may call the service, whose errors carry
-        # the service's status (0 when it did not answer), not ours.
-        return edge_status(exc), json.dumps(error_body(exc)).encode()
+    telemetry = state.telemetry
+    metrics = telemetry.metrics
+    name = hub if hub is not None else state.settings.default_hub
+    with telemetry.negotiate(name, headers=headers) as span:
+        try:
+            info = await state.negotiator.negotiate(name, headers, query)
+        except SignalRError as exc:
+            if metrics is not None:
+                metrics.negotiate_failed()
+            telemetry.failed(span, getattr(exc, "error_code", None) or type(exc).__name__)
+            # edge_status: a hub's negotiate hook may call the service, whose errors carry
+            # the service's status (0 when it did not answer), not ours.
+            return edge_status(exc), json.dumps(error_body(exc)).encode()
+        if metrics is not None:
+            metrics.negotiated()
+        if info.user_id is not None and span.is_recording():
+            span.set_attribute("enduser.id", info.user_id)
     body = json.dumps({"url": info.url, "accessToken": info.access_token}).encode()
     return 200, body
 

@@ -88,6 +88,8 @@ class EndpointSet:
                 "or Azure__SignalR__Endpoints__<name>."
             )
         self._statuses = [EndpointStatus(endpoint) for endpoint in endpoints]
+        self.on_health: Callable[[str, bool], None] | None = None
+        """Told ``(endpoint name or URL, online)`` whenever an endpoint's health changes."""
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spread
 
@@ -110,6 +112,8 @@ class EndpointSet:
         if online and not status.online:
             # Back online: the next time it goes offline, warn at the first skipped call.
             status.skipped, status.warned_at = 0, None
+        if online != status.online and self.on_health is not None:
+            self.on_health(status.endpoint.name or status.endpoint.endpoint, online)
         status.online = online
         status.changed_at = self._clock()
 

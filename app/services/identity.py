@@ -62,6 +62,12 @@ __all__ = [
 
 logger = logging.getLogger("app.services.identity")
 
+# azure-core logs every identity request and response at INFO; keep their warnings only,
+# unless the application configured those loggers itself.
+for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
+
 SIGNALR_SCOPE = "https://signalr.azure.com/.default"
 """The scope every Entra token for SignalR Service is asked for."""
 

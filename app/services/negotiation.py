@@ -8,7 +8,7 @@ and mints the token. The router only turns its result into JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from signalr_protocol.errors import InvalidNameError
 from signalr_protocol.names import validate_hub_name, validate_user_id
 from signalr_protocol.tokens import mint_client_token
 
+from .identity import AccessKeyUnavailableError, TemporaryAccessKey, mint_keyless_client_token
 from .principal import Identity, identity_from_headers
 
 __all__ = [
@@ -59,10 +60,12 @@ class NegotiationHooks(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionInfo:
-    """The negotiate answer: ``{"url": ..., "accessToken": ...}``."""
+    """The negotiate answer: ``{"url": ..., "accessToken": ...}``, and the user it is for
+    (not sent; for the trace)."""
 
     url: str
     access_token: str
+    user_id: str | None = None
 
 
 class Negotiator:
@@ -73,10 +76,13 @@ class Negotiator:
         settings: Settings,
         hooks: NegotiationHooks,
         pick_endpoint: Callable[[], ServiceEndpoint] | None = None,
+        signing_key: Callable[[ServiceEndpoint], Awaitable[TemporaryAccessKey]] | None = None,
     ) -> None:
         self._settings = settings
         self._hooks = hooks
         self._pick_endpoint = pick_endpoint or (lambda: settings.endpoint)
+        # A keyless endpoint's temporary key (SignalRService.signing_key).
+        self._signing_key = signing_key
         self._lifetime = timedelta(seconds=settings.token_lifetime_seconds)
         self._trusted = settings.principal_trusted
         self._dev_header = settings.dev_user_header_enabled
@@ -109,6 +115,8 @@ class Negotiator:
             HubNotFoundError: no hub class registers that hub (404).
             PrincipalError: malformed App Service principal (400).
             TokenTooLargeError: the hook added too many claims.
+            AccessKeyUnavailableError: the endpoint is keyless and has no usable signing
+                key now (503, with the reason).
         """
         validate_hub_name(hub)
         if not self._hooks.has_hub(hub):
@@ -126,5 +134,19 @@ class Negotiator:
             if shaped.lifetime is not None:
                 lifetime = shaped.lifetime
         endpoint = self._pick_endpoint()
-        token = mint_client_token(endpoint, hub, user_id=user_id, claims=claims, lifetime=lifetime)
-        return ConnectionInfo(url=endpoint.client_url(hub), access_token=token)
+        if endpoint.keyless:
+            if self._signing_key is None:
+                raise AccessKeyUnavailableError(
+                    f"SignalR endpoint {endpoint.label} is keyless and no signing key source "
+                    "is configured.",
+                    endpoint=endpoint.label,
+                )
+            key = await self._signing_key(endpoint)
+            token = mint_keyless_client_token(
+                endpoint, key, hub, user_id=user_id, claims=claims, lifetime=lifetime
+            )
+        else:
+            token = mint_client_token(
+                endpoint, hub, user_id=user_id, claims=claims, lifetime=lifetime
+            )
+        return ConnectionInfo(url=endpoint.client_url(hub), access_token=token, user_id=user_id)

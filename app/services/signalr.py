@@ -80,6 +80,7 @@ from app.exceptions import (
     ServiceUnavailableError,
 )
 from app.settings import Settings
+from app.telemetry import OTHER, RestCall, Telemetry
 from signalr_protocol.connection_string import ServiceEndpoint
 from signalr_protocol.errors import InvalidNameError, SignalRError
 from signalr_protocol.names import (
@@ -92,6 +93,14 @@ from signalr_protocol.payload import dumps as dumps_json
 from signalr_protocol.tokens import mint_client_token, mint_token, rest_audience
 
 from .endpoints import EndpointSet
+from .identity import (
+    AccessKeyManager,
+    AccessKeyUnavailableError,
+    EntraAuth,
+    EntraAuthError,
+    TemporaryAccessKey,
+    mint_keyless_client_token,
+)
 from .retry import CallKind, RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -118,6 +127,8 @@ TOKEN_CACHE_SIZE: Final = 4096
 """At most this many REST tokens (one per endpoint and path) and as many prepared request
 URLs are cached; the oldest go first."""
 USER_AGENT: Final = f"serverless-signalr/{__version__}"
+KEY_WAIT_SECONDS: Final = 5.0
+"""How long negotiate waits for a keyless endpoint's first signing key after start-up."""
 
 
 def _header_text(text: str) -> str:
@@ -362,6 +373,18 @@ def _error_from_response(response: httpx.Response, method: str, path: str) -> Se
     return ServiceError(text, status_code=status, error_code=error_code)
 
 
+def _keyless_refusal(error: ServiceError, manager: AccessKeyManager) -> ServiceError:
+    """A keyless endpoint's 401/403: name the endpoint and say what to check."""
+    who = manager.bearer.who
+    text = error.message.replace(" - check the AccessKey of the connection string", "")
+    return ServiceUnauthorizedError(
+        f"{text} (endpoint {manager.endpoint.label}, keyless) - check that {who} has the role "
+        "'SignalR App Server' on the SignalR resource and that the ClientId names that identity",
+        status_code=error.status_code,
+        error_code=error.error_code,
+    )
+
+
 def _combine(errors: Sequence[BaseException], total: int, what: str) -> BaseException:
     """One error for a fan-out where some calls failed: the first one's type, all counted."""
     first = errors[0]
@@ -419,6 +442,8 @@ class SignalRService:
         endpoints: EndpointSet | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        entra: EntraAuth | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Use ``client`` for every request (its transport and pool are shared).
 
@@ -428,10 +453,21 @@ class SignalRService:
             endpoints: the endpoint set; by default ``settings.service_endpoints()``.
             retry: the retry policy; by default from settings.
             clock: wall-clock seconds, for token issue and expiry (tests).
+            entra: the Entra credentials and key managers of the keyless endpoints (made
+                and closed by :meth:`open`); keyless endpoints can't be called without it.
+            telemetry: a span per REST call and the REST and endpoint health metrics;
+                by default neither.
         """
         self._settings = settings
         self._client = client
         self._endpoints = endpoints or EndpointSet(settings.service_endpoints())
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
+        if self._telemetry.metrics is not None:
+            self._endpoints.on_health = self._telemetry.metrics.endpoint_health
+            for index in range(len(self._endpoints)):
+                self._telemetry.metrics.endpoint_health(
+                    self._endpoint_label(index), self._endpoints.is_online(index)
+                )
         self._retry = retry or RetryPolicy.from_settings(settings)
         self._no_retry = dataclasses.replace(self._retry, max_attempts=1)
         self._api_query = "api-version=" + quote(settings.api_version, safe="")
@@ -439,26 +475,55 @@ class SignalRService:
         self._timeout_extension = httpx.Timeout(self._timeout).as_dict()
         self._clock = clock
         self._tokens: dict[tuple[int, str], tuple[str, float]] = {}
-        self._prepared: dict[tuple[int, str, bool], tuple[httpx.URL, httpx.Headers, float]] = {}
+        self._prepared: dict[
+            tuple[int, str, bool], tuple[httpx.URL, httpx.Headers, float, str | None]
+        ] = {}
         # The .NET SDK identifies the calling server in ``nameid``: machine and instance.
         self._claims = {"nameid": f"{socket.gethostname()}_{uuid.uuid4().hex}"}
+        # Keyless endpoints, by index (REST calls) and by identity (negotiate's pick).
+        self._entra = entra
+        self._keyless: dict[int, AccessKeyManager] = {}
+        self._keyless_by_id: dict[int, AccessKeyManager] = {}
+        if entra is not None:
+            for index, endpoint in enumerate(self._endpoints.endpoints):
+                if entra.handles(endpoint):
+                    self._keyless[index] = self._keyless_by_id[id(endpoint)] = entra.manager(
+                        endpoint
+                    )
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[SignalRService]:
+    async def open(
+        cls, settings: Settings, *, telemetry: Telemetry | None = None
+    ) -> AsyncIterator[SignalRService]:
         """Open the process's one pooled HTTP client and yield the service around it.
 
         With several endpoints, a background task checks each endpoint's health every
-        ``settings.health_check_interval`` seconds. Everything is closed on exit.
+        ``settings.health_check_interval`` seconds. Keyless endpoints get their Entra
+        credential and a background task keeping their temporary signing key fresh
+        (:class:`~app.services.identity.EntraAuth`). Everything is closed on exit.
         """
         transport = AiohttpTransport(max_connections=settings.http_max_connections)
-        async with httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(settings.http_timeout),
-            headers={"user-agent": USER_AGENT, "asrs-user-agent": ASRS_USER_AGENT},
-            trust_env=False,
-        ) as client:
-            service = cls(settings, client)
+        async with (
+            httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(settings.http_timeout),
+                headers={"user-agent": USER_AGENT, "asrs-user-agent": ASRS_USER_AGENT},
+                trust_env=False,
+            ) as client,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            entra: EntraAuth | None = None
+            if settings.keyless:
+                entra = await stack.enter_async_context(
+                    EntraAuth.open(
+                        settings.service_endpoints(),
+                        client,
+                        refresh_interval=settings.access_key_refresh_interval,
+                        retry_interval=settings.access_key_retry_interval,
+                    )
+                )
+            service = cls(settings, client, entra=entra, telemetry=telemetry)
             monitor: asyncio.Task[None] | None = None
             if len(service._endpoints) > 1:
                 monitor = asyncio.create_task(service._monitor_health())
@@ -471,6 +536,11 @@ class SignalRService:
                         await monitor
 
     # -- endpoints and health -------------------------------------------------------------
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client (shared, e.g. by the webhook's Entra key fetches)."""
+        return self._client
 
     @property
     def endpoints(self) -> EndpointSet:
@@ -496,7 +566,14 @@ class SignalRService:
 
     async def _check_health(self, index: int) -> bool:
         try:
-            await self._call(index, "HEAD", "/api/health", CallKind.OTHER, retry=self._no_retry)
+            await self._call(
+                index,
+                "HEAD",
+                "/api/health",
+                CallKind.OTHER,
+                retry=self._no_retry,
+                operation="health",
+            )
         except SignalRError as exc:  # ServiceError, or a key this version can't use
             logger.warning(
                 "health check of endpoint %s failed: %s", self._endpoint_label(index), exc
@@ -540,19 +617,24 @@ class SignalRService:
         return entry
 
     def _prepare(
-        self, index: int, path_and_query: str, url: str, has_body: bool
+        self, index: int, path_and_query: str, url: str, has_body: bool, bearer: str | None = None
     ) -> tuple[httpx.URL, httpx.Headers]:
         """The parsed URL and the headers (token included) of a call, cached with the token.
 
         Parsing a URL and normalising headers cost httpx about 45 µs a request, a sixth
         of a whole call against a local sink; repeated calls to one target skip both.
+        A keyless endpoint's ``bearer`` (its Entra token) is used as it is; the entry is
+        reused while that token is the same.
         """
         key = (index, url, has_body)
         now = self._clock()
         cached = self._prepared.get(key)
-        if cached is not None and cached[2] > now:
+        if cached is not None and cached[2] > now and cached[3] == bearer:
             return cached[0], cached[1]
-        token, valid_until = self._token_entry(index, path_and_query)
+        if bearer is not None:
+            token, valid_until = bearer, math.inf
+        else:
+            token, valid_until = self._token_entry(index, path_and_query)
         header_values = {
             "authorization": "Bearer " + token,
             "user-agent": USER_AGENT,
@@ -560,7 +642,7 @@ class SignalRService:
         }
         if has_body:
             header_values["content-type"] = _JSON_CONTENT_TYPE
-        prepared = (httpx.URL(url), httpx.Headers(header_values), valid_until)
+        prepared = (httpx.URL(url), httpx.Headers(header_values), valid_until, bearer)
         if cached is None and len(self._prepared) >= TOKEN_CACHE_SIZE:
             del self._prepared[next(iter(self._prepared))]
         self._prepared[key] = prepared
@@ -589,15 +671,49 @@ class SignalRService:
         body: bytes | None = None,
         expected_404: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
+        operation: str = OTHER,
     ) -> int:
         """Make one REST call to endpoint ``index``, with retries; return the status.
+
+        The call (all its attempts) is one span, a child of the current one (the hub
+        method's), with its retries as events, and one count in the metrics.
 
         Args:
             path: the percent-encoded path, e.g. ``/api/hubs/chat/:send``.
             query: parameters added after the token is made (not part of ``aud``).
             expected_404: lower-cased ``x-ms-error-code`` values that make a 404 an
                 answer (returned as 404), not an error; see the module docstring.
+            operation: the metrics' and span's name of the call (a
+                :data:`~app.telemetry.REST_OPERATIONS` value).
         """
+        endpoint = self._endpoints.endpoints[index]
+        with self._telemetry.rest_call(operation, endpoint.server_endpoint, method) as call:
+            return await self._attempts(
+                call,
+                index,
+                method,
+                path,
+                kind,
+                query=query,
+                body=body,
+                expected_404=expected_404,
+                retry=retry,
+            )
+
+    async def _attempts(
+        self,
+        call: RestCall,
+        index: int,
+        method: str,
+        path: str,
+        kind: CallKind,
+        *,
+        query: Sequence[tuple[str, str]],
+        body: bytes | None,
+        expected_404: frozenset[str],
+        retry: RetryPolicy | None,
+    ) -> int:
+        """:meth:`_call`'s attempts, reported to ``call``."""
         policy = retry or self._retry
         endpoint = self._endpoints.endpoints[index]
         path_and_query = f"{path}?{self._api_query}"
@@ -606,9 +722,25 @@ class SignalRService:
             url += f"&{name}={quote(value, safe='')}"
         started = time.monotonic()
         attempt = 0
+        manager = self._keyless.get(index)
+        tracing = call.span.is_recording()
         while True:
             attempt += 1
-            parsed_url, headers = self._prepare(index, path_and_query, url, body is not None)
+            bearer: str | None = None
+            if manager is not None:
+                try:
+                    bearer = await manager.bearer.token()
+                except EntraAuthError:
+                    self._endpoints.record(index, online=False)
+                    raise
+            parsed_url, headers = self._prepare(
+                index, path_and_query, url, body is not None, bearer
+            )
+            if tracing:
+                headers = headers.copy()  # the cached headers stay trace-free
+                carrier: dict[str, str] = {}
+                Telemetry.inject(carrier)
+                headers.update(carrier)
             request = httpx.Request(
                 method,
                 parsed_url,
@@ -633,8 +765,12 @@ class SignalRService:
                     status == 404 and expected_404 and _first_error_code(response) in expected_404
                 ):
                     self._endpoints.record(index, online=True)
+                    call.done(status)
                     return status
                 error = _error_from_response(response, method, path)
+                if manager is not None and status in (401, 403):
+                    manager.bearer.forget()
+                    error = _keyless_refusal(error, manager)
                 cause = error
                 retryable = policy.status_is_retryable(status, kind)
                 wait = parse_retry_after(response.headers.get("retry-after"))
@@ -646,6 +782,7 @@ class SignalRService:
                 or elapsed + delay > policy.max_total
                 or (wait is not None and wait > policy.max_delay)
             ):
+                call.done(None if cause is not error else status)
                 self._endpoints.record(index, online=not isinstance(error, ServiceUnavailableError))
                 if cause is error:
                     raise error
@@ -659,6 +796,10 @@ class SignalRService:
                 policy.max_attempts,
                 error,
             )
+            if cause is error:
+                call.retry(delay, f"status {status}", status=status)
+            else:
+                call.retry(delay, type(cause).__name__)
             await asyncio.sleep(delay)
 
     def _route(self, method: str, path: str) -> list[int]:
@@ -680,6 +821,7 @@ class SignalRService:
 
     async def _everywhere(
         self,
+        operation: str,
         method: str,
         path: str,
         kind: CallKind,
@@ -696,7 +838,16 @@ class SignalRService:
         """
         indices = self._route(method, path)
         calls = [
-            self._call(index, method, path, kind, query=query, body=body, expected_404=expected_404)
+            self._call(
+                index,
+                method,
+                path,
+                kind,
+                query=query,
+                body=body,
+                expected_404=expected_404,
+                operation=operation,
+            )
             for index in indices
         ]
         if kind is not CallKind.SEND or len(calls) == 1:
@@ -720,13 +871,20 @@ class SignalRService:
         _raise_failures(results, "endpoints")
         return statuses
 
-    async def _exists(self, path: str, expected_404: frozenset[str]) -> bool:
+    async def _exists(self, operation: str, path: str, expected_404: frozenset[str]) -> bool:
         """``HEAD`` on every online endpoint: ``True`` when any answers 200, ``False`` when
         all answer a 404 with the expected error code; anything else raises."""
         indices = self._route("HEAD", path)
         results = await asyncio.gather(
             *(
-                self._call(index, "HEAD", path, CallKind.OTHER, expected_404=expected_404)
+                self._call(
+                    index,
+                    "HEAD",
+                    path,
+                    CallKind.OTHER,
+                    expected_404=expected_404,
+                    operation=operation,
+                )
                 for index in indices
             ),
             return_exceptions=True,
@@ -765,7 +923,12 @@ class SignalRService:
         path = self._hub_path(hub) + "/:send"
         query = self._excluded(excluded)
         await self._everywhere(
-            "POST", path, CallKind.SEND, query=query, body=_payload(target, arguments)
+            "send_to_all",
+            "POST",
+            path,
+            CallKind.SEND,
+            query=query,
+            body=_payload(target, arguments),
         )
 
     async def send_to_user(
@@ -773,14 +936,16 @@ class SignalRService:
     ) -> None:
         """Send to every connection of one user."""
         path = self._user_path(hub, user_id) + "/:send"
-        await self._everywhere("POST", path, CallKind.SEND, body=_payload(target, arguments))
+        await self._everywhere(
+            "send_to_user", "POST", path, CallKind.SEND, body=_payload(target, arguments)
+        )
 
     async def send_to_users(
         self, hub: str, user_ids: Sequence[str], target: str, arguments: Sequence[Any]
     ) -> None:
         """Send to every connection of several users (one REST call per distinct user)."""
         paths = [self._user_path(hub, uid) + "/:send" for uid in self._distinct(user_ids)]
-        await self._fan_out(paths, target, arguments, (), "user sends")
+        await self._fan_out("send_to_user", paths, target, arguments, (), "user sends")
 
     async def send_to_group(
         self,
@@ -795,7 +960,12 @@ class SignalRService:
         path = self._group_path(hub, group) + "/:send"
         query = self._excluded(excluded)
         await self._everywhere(
-            "POST", path, CallKind.SEND, query=query, body=_payload(target, arguments)
+            "send_to_group",
+            "POST",
+            path,
+            CallKind.SEND,
+            query=query,
+            body=_payload(target, arguments),
         )
 
     async def send_to_groups(
@@ -813,14 +983,18 @@ class SignalRService:
         service's own per-group sends.
         """
         paths = [self._group_path(hub, g) + "/:send" for g in self._distinct(groups)]
-        await self._fan_out(paths, target, arguments, self._excluded(excluded), "group sends")
+        await self._fan_out(
+            "send_to_group", paths, target, arguments, self._excluded(excluded), "group sends"
+        )
 
     async def send_to_connection(
         self, hub: str, connection_id: str, target: str, arguments: Sequence[Any]
     ) -> None:
         """Send to one connection."""
         path = self._connection_path(hub, connection_id) + "/:send"
-        await self._everywhere("POST", path, CallKind.SEND, body=_payload(target, arguments))
+        await self._everywhere(
+            "send_to_connection", "POST", path, CallKind.SEND, body=_payload(target, arguments)
+        )
 
     async def send_to_connections(
         self, hub: str, connection_ids: Sequence[str], target: str, arguments: Sequence[Any]
@@ -829,10 +1003,11 @@ class SignalRService:
         paths = [
             self._connection_path(hub, cid) + "/:send" for cid in self._distinct(connection_ids)
         ]
-        await self._fan_out(paths, target, arguments, (), "connection sends")
+        await self._fan_out("send_to_connection", paths, target, arguments, (), "connection sends")
 
     async def _fan_out(
         self,
+        operation: str,
         paths: Sequence[str],
         target: str,
         arguments: Sequence[Any],
@@ -843,7 +1018,10 @@ class SignalRService:
             return
         body = _payload(target, arguments)
         await _all(
-            [self._everywhere("POST", p, CallKind.SEND, query=query, body=body) for p in paths],
+            [
+                self._everywhere(operation, "POST", p, CallKind.SEND, query=query, body=body)
+                for p in paths
+            ],
             what,
         )
 
@@ -899,7 +1077,11 @@ class SignalRService:
         """
         path = self._group_connection_path(hub, group, connection_id)
         await self._everywhere(
-            "PUT", path, CallKind.OTHER, expected_404=_ADD_CONNECTION_NOT_EXISTED
+            "add_connection_to_group",
+            "PUT",
+            path,
+            CallKind.OTHER,
+            expected_404=_ADD_CONNECTION_NOT_EXISTED,
         )
 
     async def remove_connection_from_group(self, hub: str, group: str, connection_id: str) -> None:
@@ -907,14 +1089,22 @@ class SignalRService:
         (a 404 saying so) is not an error."""
         path = self._group_connection_path(hub, group, connection_id)
         await self._everywhere(
-            "DELETE", path, CallKind.OTHER, expected_404=_LEAVE_CONNECTION_ABSENT
+            "remove_connection_from_group",
+            "DELETE",
+            path,
+            CallKind.OTHER,
+            expected_404=_LEAVE_CONNECTION_ABSENT,
         )
 
     async def remove_connection_from_all_groups(self, hub: str, connection_id: str) -> None:
         """Remove a connection from every group it is in (gone: not an error)."""
         path = self._connection_path(hub, connection_id) + "/groups"
         await self._everywhere(
-            "DELETE", path, CallKind.OTHER, expected_404=_LEAVE_CONNECTION_ABSENT
+            "remove_connection_from_all_groups",
+            "DELETE",
+            path,
+            CallKind.OTHER,
+            expected_404=_LEAVE_CONNECTION_ABSENT,
         )
 
     async def add_user_to_group(
@@ -933,18 +1123,18 @@ class SignalRService:
                 raise ValueError(f"ttl must be 0 to {2**31 - 1} seconds, got {ttl!r}.")
             query.append(("ttl", str(math.ceil(ttl))))
         path = self._user_group_path(hub, group, user_id)
-        await self._everywhere("PUT", path, CallKind.OTHER, query=query)
+        await self._everywhere("add_user_to_group", "PUT", path, CallKind.OTHER, query=query)
 
     async def remove_user_from_group(self, hub: str, group: str, user_id: str) -> None:
         """Remove a user from a group (the service answers 204 whether or not it was in).
         Any 404 raises, as in the SDK's ``UserRemoveFromGroupAsync``."""
         path = self._user_group_path(hub, group, user_id)
-        await self._everywhere("DELETE", path, CallKind.OTHER)
+        await self._everywhere("remove_user_from_group", "DELETE", path, CallKind.OTHER)
 
     async def remove_user_from_all_groups(self, hub: str, user_id: str) -> None:
         """Remove a user from every group (any 404 raises, as in the SDK)."""
         path = self._user_path(hub, user_id) + "/groups"
-        await self._everywhere("DELETE", path, CallKind.OTHER)
+        await self._everywhere("remove_user_from_all_groups", "DELETE", path, CallKind.OTHER)
 
     # -- close ----------------------------------------------------------------------------
 
@@ -955,6 +1145,7 @@ class SignalRService:
         has gone (404 ``Warning.Connection.NotExisted``) is not an error."""
         path = self._connection_path(hub, connection_id)
         await self._everywhere(
+            "close_connection",
             "DELETE",
             path,
             CallKind.OTHER,
@@ -968,7 +1159,7 @@ class SignalRService:
         """Close every connection of the hub except ``excluded``."""
         path = self._hub_path(hub) + "/:closeConnections"
         query = self._excluded(excluded) + self._reason(reason)
-        await self._everywhere("POST", path, CallKind.OTHER, query=query)
+        await self._everywhere("close_all_connections", "POST", path, CallKind.OTHER, query=query)
 
     async def close_group_connections(
         self,
@@ -981,7 +1172,7 @@ class SignalRService:
         """Close every connection in a group except ``excluded``."""
         path = self._group_path(hub, group) + "/:closeConnections"
         query = self._excluded(excluded) + self._reason(reason)
-        await self._everywhere("POST", path, CallKind.OTHER, query=query)
+        await self._everywhere("close_group_connections", "POST", path, CallKind.OTHER, query=query)
 
     async def close_user_connections(
         self,
@@ -994,28 +1185,28 @@ class SignalRService:
         """Close every connection of a user except ``excluded``."""
         path = self._user_path(hub, user_id) + "/:closeConnections"
         query = self._excluded(excluded) + self._reason(reason)
-        await self._everywhere("POST", path, CallKind.OTHER, query=query)
+        await self._everywhere("close_user_connections", "POST", path, CallKind.OTHER, query=query)
 
     # -- existence ------------------------------------------------------------------------
 
     async def connection_exists(self, hub: str, connection_id: str) -> bool:
         """Whether a connection is open (on any endpoint)."""
         return await self._exists(
-            self._connection_path(hub, connection_id), _CONNECTION_NOT_EXISTED
+            "connection_exists", self._connection_path(hub, connection_id), _CONNECTION_NOT_EXISTED
         )
 
     async def user_exists(self, hub: str, user_id: str) -> bool:
         """Whether a user has at least one open connection (on any endpoint)."""
-        return await self._exists(self._user_path(hub, user_id), _USER_NOT_EXISTED)
+        return await self._exists("user_exists", self._user_path(hub, user_id), _USER_NOT_EXISTED)
 
     async def group_exists(self, hub: str, group: str) -> bool:
         """Whether a group has at least one connection (on any endpoint)."""
-        return await self._exists(self._group_path(hub, group), _GROUP_NOT_EXISTED)
+        return await self._exists("group_exists", self._group_path(hub, group), _GROUP_NOT_EXISTED)
 
     async def user_in_group(self, hub: str, group: str, user_id: str) -> bool:
         """Whether a user belongs to a group (on any endpoint)."""
         path = self._user_group_path(hub, group, user_id)
-        return await self._exists(path, _USER_NOT_IN_GROUP)
+        return await self._exists("user_in_group", path, _USER_NOT_IN_GROUP)
 
     # -- client tokens --------------------------------------------------------------------
 
@@ -1024,11 +1215,12 @@ class SignalRService:
     ) -> str:
         """A client access token for ``hub`` on the negotiate endpoint.
 
-        Minted locally with the access key, as ``POST /api/hubs/{hub}/:generateToken``
-        would answer, so no round trip is needed.
+        Minted locally, as ``POST /api/hubs/{hub}/:generateToken`` would answer, so no
+        round trip is needed: with the access key, or for a keyless endpoint with its
+        temporary key (header ``kid``).
 
         Raises:
-            UnsupportedAuthTypeError: the endpoint has no access key.
+            AccessKeyUnavailableError: a keyless endpoint has no usable temporary key.
             ValueError: ``minutes_to_expire`` is below 1.
         """
         validate_hub_name(hub)
@@ -1036,9 +1228,35 @@ class SignalRService:
             validate_user_id(user_id)
         if minutes_to_expire < 1:
             raise ValueError(f"minutes_to_expire must be at least 1, got {minutes_to_expire}.")
-        return mint_client_token(
-            self.negotiate_endpoint(),
-            hub,
-            user_id=user_id,
-            lifetime=timedelta(minutes=minutes_to_expire),
-        )
+        endpoint = self.negotiate_endpoint()
+        lifetime = timedelta(minutes=minutes_to_expire)
+        if endpoint.keyless:
+            key = await self.signing_key(endpoint)
+            return mint_keyless_client_token(endpoint, key, hub, user_id=user_id, lifetime=lifetime)
+        return mint_client_token(endpoint, hub, user_id=user_id, lifetime=lifetime)
+
+    async def signing_key(
+        self, endpoint: ServiceEndpoint, *, wait: float = KEY_WAIT_SECONDS
+    ) -> TemporaryAccessKey:
+        """The temporary key to sign a keyless endpoint's client tokens with.
+
+        Answers at once in the steady state; only right after start-up, before the first
+        fetch ended, it waits up to ``wait`` seconds for it.
+
+        Raises:
+            AccessKeyUnavailableError: no usable key (never fetched, refused, too old);
+                the message names the endpoint and says why (503 at the edge).
+        """
+        manager = self._keyless_by_id.get(id(endpoint))
+        if manager is None:
+            if self._entra is None or not self._entra.handles(endpoint):
+                raise AccessKeyUnavailableError(
+                    f"SignalR endpoint {endpoint.label} is keyless but not configured here.",
+                    endpoint=endpoint.label,
+                )
+            manager = self._entra.manager(endpoint)
+        return await manager.get(wait=wait)
+
+    def keyless_problems(self) -> list[str]:
+        """Why keyless endpoints can't sign client tokens now (empty when all can)."""
+        return self._entra.problems() if self._entra is not None else []

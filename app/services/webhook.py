@@ -7,17 +7,19 @@ the :class:`~app.services.registry.HubRegistry`, runs it, and writes the complet
 
 Checks, in order, and the status each failure answers (docs/protocol.md §4.4):
 
-====================================================  ======
+====================================================  ===========================
 the ``code`` key (when ``SIGNALR_UPSTREAM_CODE`` set)  401
 body larger than the cap                               413
+body not read within ``SIGNALR_BODY_READ_TIMEOUT``     408
 media type not JSON / MessagePack                      415
 empty ``X-ASRS-Hub/-Category/-Event/-Connection-Id``   400
 ``X-ASRS-Signature`` matches no configured key         401
+Entra bearer (``SIGNALR_UPSTREAM_AUDIENCE`` set)       401 (503: keys unfetchable)
 no handler for (hub, category, event)                  404
 unparsable body, event ≠ body target                   400
 filter or handler refused a connect                    403
 everything else                                        200
-====================================================  ======
+====================================================  ===========================
 
 The signature is checked *before* the handler lookup (the Functions extension looks up
 first): an unsigned caller learns nothing about which hubs and targets exist, and a
@@ -26,28 +28,41 @@ rejected request costs one HMAC per key and no body parsing.
 A ``messages`` request with an invocation id is answered ``200`` with a framed Completion in
 the request's protocol (JSON + ``0x1E`` or VarInt-prefixed MessagePack): the handler's result,
 or an error. Errors a handler raises on purpose (:class:`~app.exceptions.HubError` and
-subclasses: binding, filter) carry their message; anything else becomes ``"Method execution
-failed."`` and a log line with the connection id. Without an invocation id (``send``) and for
+subclasses: binding, filter) and errors the caller's input caused (a 4xx
+:class:`~signalr_protocol.errors.SignalRError` such as an invalid group name) carry their
+message and log one line; anything else becomes ``"Method execution failed."`` and a log line
+with the connection id and traceback. Arguments outside the payload limits
+(:mod:`signalr_protocol.limits`) get an error completion saying which limit, when the
+invocation id can be read. Without an invocation id (``send``) and for
 ``disconnected`` the answer is an empty ``200`` whatever happened, so failures are logged with
 the connection id and counted in :attr:`Webhook.stats` instead of vanishing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
-from app.exceptions import FilterRejectedError, HubError
+from app.exceptions import FilterRejectedError, HubError, ServiceError
 from app.hub import InvocationContext
 from app.hub.binding import EventHandler
+from app.telemetry import Telemetry, current_trace_id, outcome_for_status
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC, HubCodec
-from signalr_protocol.errors import HubProtocolError, UpstreamFormatError
+from signalr_protocol.errors import (
+    HubProtocolError,
+    PayloadError,
+    SignalRError,
+    UpstreamFormatError,
+)
+from signalr_protocol.limits import loads_json
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
 from signalr_protocol.signature import verify_signature
 from signalr_protocol.upstream import (
@@ -61,6 +76,7 @@ from signalr_protocol.upstream import (
 )
 
 from .registry import HubRegistry
+from .upstream_auth import EntraTokenValidator, UpstreamAuthError, UpstreamKeysUnavailableError
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -153,18 +169,30 @@ class WebhookResult:
         status_code: the HTTP status.
         body: the response body (a framed Completion, an error text, or empty).
         media_type: the body's content type, ``None`` when the body is empty.
+        outcome: what happened, for the metrics: one of
+            :data:`app.telemetry.WEBHOOK_OUTCOMES` (a ``200`` may carry an ``error`` or
+            ``rejected`` completion, or hide a fire-and-forget failure).
     """
 
     status_code: int
     body: bytes = b""
     media_type: str | None = None
+    outcome: str = field(default="ok", compare=False)  # not part of the answer
 
 
 def _text(status: int, message: str) -> WebhookResult:
-    return WebhookResult(status, message.encode("utf-8"), _TEXT)
+    return WebhookResult(status, message.encode("utf-8"), _TEXT, outcome_for_status(status))
 
 
 _OK: Final = WebhookResult(200)
+_OK_AFTER_ERROR: Final = WebhookResult(200, outcome="error")
+_OK_AFTER_REJECTION: Final = WebhookResult(200, outcome="rejected")
+
+
+def _trace_note() -> str:
+    """`` trace=<id>`` for a failure's log line when the request is traced, else empty."""
+    trace_id = current_trace_id()
+    return "" if trace_id is None else f" trace={trace_id}"
 
 
 class Webhook:
@@ -181,6 +209,13 @@ class Webhook:
         upstream_code: when set, requests must also carry it as the ``code`` query
             parameter or the ``x-functions-key`` header (the Functions system-key convention).
         max_body_bytes: largest accepted body; larger ones get 413.
+        body_read_timeout: seconds the whole body may take to arrive; then 408.
+        bearer_audience: when set (``SIGNALR_UPSTREAM_AUDIENCE``), requests must also carry
+            an ``Authorization: Bearer`` Entra token for that audience, checked by
+            ``entra_validator`` (set by the app's lifespan, which owns the HTTP client).
+        entra_validator: the :class:`~app.services.upstream_auth.EntraTokenValidator`.
+        telemetry: spans for the request and the hub method, and the metrics
+            :meth:`dispatch_stream` counts; by default neither.
     """
 
     def __init__(
@@ -190,26 +225,39 @@ class Webhook:
         access_keys: Sequence[str] = (),
         upstream_code: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_read_timeout: float = 30.0,
+        bearer_audience: str | None = None,
+        entra_validator: EntraTokenValidator | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.registry = registry
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.access_keys: tuple[str, ...] = tuple(k.strip() for k in access_keys if k.strip())
         self.upstream_code = upstream_code or None
         self.max_body_bytes = max_body_bytes
+        self.body_read_timeout = body_read_timeout
+        self.bearer_audience = bearer_audience or None
+        self.entra_validator = entra_validator
         self.stats = WebhookStats()
-        if not self.access_keys and self.upstream_code is None:
+        if not self.access_keys and self.upstream_code is None and self.bearer_audience is None:
             logger.warning(
                 "webhook: no access key and no upstream code configured; every upstream "
                 "request will be refused with 401"
             )
 
     @classmethod
-    def from_settings(cls, settings: Settings, registry: HubRegistry) -> Webhook:
+    def from_settings(
+        cls, settings: Settings, registry: HubRegistry, *, telemetry: Telemetry | None = None
+    ) -> Webhook:
         """Build the webhook of ``registry`` with the keys, code and cap of the settings."""
         return cls(
             registry,
             access_keys=settings.access_keys,
             upstream_code=settings.upstream_code,
             max_body_bytes=settings.webhook_max_body_bytes,
+            body_read_timeout=settings.body_read_timeout,
+            bearer_audience=settings.upstream_audience,
+            telemetry=telemetry,
         )
 
     def _code_ok(self, request: WebhookRequest) -> bool:
@@ -218,6 +266,30 @@ class Webhook:
             return True
         given = request.code or request.headers.get("x-functions-key") or ""
         return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+    async def _bearer_refusal(
+        self, headers: Mapping[str, str], upstream: UpstreamRequest
+    ) -> WebhookResult | None:
+        """Check the upstream Entra bearer; the answer to send when it fails, else None."""
+        validator = self.entra_validator
+        try:
+            if validator is None:
+                raise UpstreamKeysUnavailableError(
+                    "The webhook is not ready to check upstream bearer tokens yet."
+                )
+            await validator.validate_header(headers.get("authorization"))
+        except UpstreamAuthError as exc:
+            if exc.status_code == 401:
+                self.stats.unauthorized += 1
+            logger.info(
+                "webhook: upstream bearer of connection %s (hub=%s event=%s) refused: %s",
+                upstream.connection_id,
+                upstream.hub,
+                upstream.event,
+                exc.message,
+            )
+            return _text(exc.status_code, exc.message)
+        return None
 
     async def dispatch_stream(
         self,
@@ -228,24 +300,63 @@ class Webhook:
         """Read a request body up to the cap, then :meth:`dispatch` it; never raises.
 
         A declared ``Content-Length`` over the cap is refused before reading, and reading
-        stops as soon as the cap is passed (413 either way).
+        stops as soon as the cap is passed (413 either way). The request is one span
+        (the hub method's span is its child) and one count in the metrics.
 
         Args:
             headers: the request headers, case-insensitive.
             chunks: the body as it arrives (e.g. Starlette's ``request.stream()``).
             code: the ``code`` query parameter, if any.
         """
+        telemetry = self.telemetry
+        metrics = telemetry.metrics
+        started = time.perf_counter()
+        if telemetry.tracing:
+            with telemetry.webhook(
+                hub=headers.get("x-asrs-hub"),
+                category=headers.get("x-asrs-category"),
+                event=headers.get("x-asrs-event"),
+                connection_id=headers.get("x-asrs-connection-id"),
+                headers=headers,
+            ) as span:
+                result = await self._read_and_dispatch(headers, chunks, code)
+                if span.is_recording():
+                    span.set_attribute("http.response.status_code", result.status_code)
+                    if result.outcome != "ok":
+                        telemetry.failed(span, result.outcome)
+        else:
+            result = await self._read_and_dispatch(headers, chunks, code)
+        if metrics is not None:
+            metrics.webhook(
+                headers.get("x-asrs-category"), result.outcome, time.perf_counter() - started
+            )
+        return result
+
+    async def _read_and_dispatch(
+        self, headers: Mapping[str, str], chunks: AsyncIterable[bytes], code: str | None
+    ) -> WebhookResult:
         limit = self.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return self._too_large()
         parts: list[bytes] = []  # joined once: no quadratic copying of many small chunks
         size = 0
-        async for chunk in chunks:
-            parts.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return self._too_large()
+        try:
+            async with asyncio.timeout(self.body_read_timeout):
+                async for chunk in chunks:
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        return self._too_large()
+        except TimeoutError:
+            self.stats.requests += 1
+            self.stats.bad_requests += 1
+            logger.info("webhook: body not received within %gs (408)", self.body_read_timeout)
+            return _text(
+                408,
+                f"The body did not arrive within {self.body_read_timeout:g} seconds "
+                "(SIGNALR_BODY_READ_TIMEOUT).",
+            )
         return await self.dispatch(WebhookRequest(headers, b"".join(parts), code))
 
     def _too_large(self) -> WebhookResult:
@@ -294,9 +405,13 @@ class Webhook:
                     upstream.event,
                 )
                 return _text(401, "X-ASRS-Signature matches none of the configured access keys.")
-        elif self.upstream_code is None:
+        elif self.upstream_code is None and self.bearer_audience is None:
             stats.unauthorized += 1
             return _text(401, "No access key is configured to verify X-ASRS-Signature.")
+        if self.bearer_audience is not None:
+            refusal = await self._bearer_refusal(headers, upstream)
+            if refusal is not None:
+                return refusal
         hub, category, event = upstream.hub, upstream.category, upstream.event
         if category not in (CATEGORY_CONNECTIONS, CATEGORY_MESSAGES):
             stats.bad_requests += 1
@@ -311,6 +426,9 @@ class Webhook:
                 event,
                 upstream.connection_id,
             )
+            if category == CATEGORY_MESSAGES:
+                # The service relays this text to the invoking client: say what to fix.
+                return _text(404, f"No handler for target {event!r} in hub {hub!r}.")
             return _text(
                 404, f"No handler for hub {hub!r}, category {category!r}, event {event!r}."
             )
@@ -355,7 +473,7 @@ class Webhook:
         connection_id = upstream.connection_id
         try:
             error = _connection_error(request.body, codec)
-        except ValueError as exc:
+        except (ValueError, PayloadError) as exc:
             stats.bad_requests += 1
             return _text(400, f"Bad {upstream.event} body: {exc}")
         event = upstream.event.lower()
@@ -365,38 +483,62 @@ class Webhook:
             stats.disconnected += 1
         else:
             stats.connected += 1
-        try:
-            await handler.run(context, self.registry.outbound)
-        except FilterRejectedError as exc:
-            stats.rejected += 1
-            logger.info(
-                "webhook: %s of connection %s rejected by a filter: %s", event, connection_id, exc
-            )
-            if disconnect:
-                stats.fire_and_forget_failures += 1
-                return _OK
-            return _text(403, str(exc))
-        except Exception as exc:
-            stats.handler_failures += 1
-            if disconnect:
-                stats.fire_and_forget_failures += 1
-            if isinstance(exc, HubError):
-                logger.warning(
-                    "webhook: %s handler %s failed for connection %s: %s",
+        telemetry = self.telemetry
+        with telemetry.hub_method(
+            upstream.hub, upstream.category, event, connection_id, upstream.user_id
+        ) as span:
+            try:
+                await handler.run(context, self.registry.outbound)
+            except FilterRejectedError as exc:
+                stats.rejected += 1
+                telemetry.failed(span, "rejected")
+                logger.info(
+                    "webhook: %s of connection %s rejected by a filter: %s%s",
                     event,
-                    handler.owner,
                     connection_id,
                     exc,
+                    _trace_note(),
+                    extra={"connection_id": connection_id},
                 )
-            else:
-                logger.exception(
-                    "webhook: %s handler %s failed for connection %s",
-                    event,
-                    handler.owner,
-                    connection_id,
-                )
-            return _OK if disconnect else _text(403, "The connection was refused.")
+                if disconnect:
+                    self._fire_and_forget_failed(upstream.category)
+                    return _OK_AFTER_REJECTION
+                return _text(403, str(exc))
+            except Exception as exc:
+                stats.handler_failures += 1
+                telemetry.failed(span, "handler failed", exc)
+                if disconnect:
+                    self._fire_and_forget_failed(upstream.category)
+                if isinstance(exc, HubError):
+                    logger.warning(
+                        "webhook: %s handler %s failed for connection %s: %s%s",
+                        event,
+                        handler.owner,
+                        connection_id,
+                        exc,
+                        _trace_note(),
+                        extra={"connection_id": connection_id},
+                    )
+                else:
+                    logger.exception(
+                        "webhook: %s handler %s failed for connection %s%s",
+                        event,
+                        handler.owner,
+                        connection_id,
+                        _trace_note(),
+                        extra={"connection_id": connection_id},
+                    )
+                if disconnect:
+                    return _OK_AFTER_ERROR
+                return _text(403, "The connection was refused.")
         return _OK
+
+    def _fire_and_forget_failed(self, category: str) -> None:
+        """A failure no client is told about: count it (stats and metrics)."""
+        self.stats.fire_and_forget_failures += 1
+        metrics = self.telemetry.metrics
+        if metrics is not None:
+            metrics.fire_and_forget_failed(category)
 
     async def _message_event(
         self,
@@ -411,7 +553,20 @@ class Webhook:
             message = codec.decode_payload(request.body)
         except HubProtocolError as exc:
             stats.bad_requests += 1
-            return _text(400, f"Bad invocation body: {exc}")
+            reason = exc.close_reason
+            invocation_id = _invocation_id_of(request.body, codec)
+            logger.info(
+                "webhook: invocation %s of connection %s refused: %s",
+                event,
+                connection_id,
+                reason,
+                extra={"connection_id": connection_id},
+            )
+            if invocation_id is None:
+                return _text(400, f"Bad invocation body: {reason}")
+            return self._answer(
+                codec, invocation_id, f"Invalid invocation: {reason}", "error", upstream.category
+            )
         if not isinstance(message, InvocationMessage):
             stats.bad_requests += 1
             return _text(400, f"Expected an Invocation message, got {type(message).__name__}.")
@@ -434,36 +589,82 @@ class Webhook:
         error: str | None = None
         result: Any = None
         has_result = False
-        try:
-            if message.stream_ids:
-                raise HubError(_STREAMING_UNSUPPORTED)
-            result, has_result = await handler.run(context, self.registry.outbound)
-        except HubError as exc:
-            if isinstance(exc, FilterRejectedError):
-                stats.rejected += 1
-            error = str(exc)
-            # Nobody but the log hears about a refused send (no invocation id): warn.
-            logger.log(
-                logging.INFO if invocation_id is not None else logging.WARNING,
-                "webhook: invocation %r of connection %s refused: %s",
-                message.target,
-                connection_id,
-                error,
-            )
-        except Exception:
-            stats.handler_failures += 1
-            error = GENERIC_ERROR
-            logger.exception(
-                "webhook: handler %s failed for connection %s (invocation %r)",
-                handler.owner,
-                connection_id,
-                message.target,
-            )
+        outcome = "ok"
+        telemetry = self.telemetry
+        with telemetry.hub_method(
+            upstream.hub, upstream.category, message.target, connection_id, upstream.user_id
+        ) as span:
+            try:
+                if message.stream_ids:
+                    raise HubError(_STREAMING_UNSUPPORTED)
+                result, has_result = await handler.run(context, self.registry.outbound)
+            except HubError as exc:
+                if isinstance(exc, FilterRejectedError):
+                    stats.rejected += 1
+                    outcome = "rejected"
+                else:
+                    outcome = "error"
+                error = str(exc)
+                telemetry.failed(span, outcome)
+                # Nobody but the log hears about a refused send (no invocation id): warn.
+                logger.log(
+                    logging.INFO if invocation_id is not None else logging.WARNING,
+                    "webhook: invocation %r of connection %s refused: %s%s",
+                    message.target,
+                    connection_id,
+                    error,
+                    _trace_note(),
+                    extra={"connection_id": connection_id},
+                )
+            except Exception as exc:
+                if _caused_by_caller(exc):
+                    # The caller's input broke a rule (a group name, a token limit...): say
+                    # which, in one log line.
+                    outcome = "error"
+                    error = str(exc)
+                    telemetry.failed(span, outcome)
+                    logger.info(
+                        "webhook: invocation %r of connection %s failed: %s%s",
+                        message.target,
+                        connection_id,
+                        error,
+                        _trace_note(),
+                        extra={"connection_id": connection_id},
+                    )
+                    return self._answer(
+                        codec, invocation_id, error, outcome, upstream.category
+                    )
+                stats.handler_failures += 1
+                error = GENERIC_ERROR
+                outcome = "error"
+                telemetry.failed(span, "handler failed", exc)
+                logger.exception(
+                    "webhook: handler %s failed for connection %s (invocation %r)%s",
+                    handler.owner,
+                    connection_id,
+                    message.target,
+                    _trace_note(),
+                    extra={"connection_id": connection_id},
+                )
         if invocation_id is None:
-            if error is not None:
-                stats.fire_and_forget_failures += 1
-            return _OK
-        return self._completion(codec, invocation_id, result, has_result, error, connection_id)
+            if error is None:
+                return _OK
+            self._fire_and_forget_failed(upstream.category)
+            return _OK_AFTER_REJECTION if outcome == "rejected" else _OK_AFTER_ERROR
+        return self._completion(
+            codec, invocation_id, result, has_result, error, connection_id, outcome
+        )
+
+    def _answer(
+        self, codec: HubCodec, invocation_id: str | None, error: str, outcome: str, category: str
+    ) -> WebhookResult:
+        """The answer to an invocation that failed with ``error``: an error completion."""
+        if invocation_id is None:
+            self._fire_and_forget_failed(category)
+            return _OK_AFTER_ERROR
+        self.stats.error_completions += 1
+        body = codec.encode(CompletionMessage(invocation_id, error=error))
+        return WebhookResult(200, body, codec.content_type, outcome)
 
     def _completion(
         self,
@@ -473,6 +674,7 @@ class Webhook:
         has_result: bool,
         error: str | None,
         connection_id: str,
+        outcome: str = "ok",
     ) -> WebhookResult:
         stats = self.stats
         if error is None:
@@ -480,20 +682,56 @@ class Webhook:
                 body = codec.encode(
                     CompletionMessage(invocation_id, result=result, has_result=has_result)
                 )
-            except HubProtocolError:
+            except HubProtocolError as exc:
                 stats.handler_failures += 1
-                logger.exception(
-                    "webhook: the result for connection %s can't be encoded as %s",
+                # One line: the reason says what the value was (NaN, too deep...).
+                logger.warning(
+                    "webhook: the result for connection %s can't be encoded as %s: %s",
                     connection_id,
                     codec.name,
+                    exc,
+                    extra={"connection_id": connection_id},
                 )
-                error = GENERIC_ERROR
+                error = f"The method's result cannot be sent as {codec.name}."
+                outcome = "error"
             else:
                 stats.completions += 1
                 return WebhookResult(200, body, codec.content_type)
         stats.error_completions += 1
         body = codec.encode(CompletionMessage(invocation_id, error=error))
-        return WebhookResult(200, body, codec.content_type)
+        return WebhookResult(200, body, codec.content_type, "error" if outcome == "ok" else outcome)
+
+
+_INVOCATION_ID: Final = re.compile(rb'"invocationId"\s*:\s*"([^"\\]{1,256})"')
+
+
+def _invocation_id_of(body: bytes, codec: HubCodec) -> str | None:
+    """The invocation id of a JSON invocation body that did not decode, if it can be read.
+
+    A cheap pattern, not a parse: the body broke a limit, so it is not decoded again.
+    """
+    if codec is not JSON_CODEC:
+        return None
+    match = _INVOCATION_ID.search(body)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _caused_by_caller(exc: Exception) -> bool:
+    """Whether ``exc`` is a rule the caller's input broke (a 4xx SignalRError of ours).
+
+    A :class:`~app.exceptions.ServiceError` is the service's answer, never the caller's
+    fault as far as the hub method is concerned.
+    """
+    return (
+        isinstance(exc, SignalRError)
+        and not isinstance(exc, ServiceError)
+        and 400 <= exc.status_code < 500
+    )
 
 
 def _connection_error(body: bytes, codec: HubCodec) -> str | None:
@@ -513,10 +751,7 @@ def _connection_error(body: bytes, codec: HubCodec) -> str | None:
             # [type, error?] when a service ever sends these as arrays.
             return value[1] if len(value) > 1 and isinstance(value[1], str) else None
     else:
-        try:
-            value = json.loads(body)
-        except ValueError as exc:
-            raise ValueError("not valid JSON") from exc
+        value = loads_json(body)  # PayloadError names the limit (nesting, numbers, text)
     if not isinstance(value, dict):
         raise ValueError("expected an object")
     for key, item in value.items():

@@ -5,7 +5,7 @@
 //
 // Commands:
 //   {"cmd":"connect","cid","req","url","transport","protocol","accessToken","headers",
-//    "targets":[...],"results":[...],"reconnect":false,"skipNegotiation":false,
+//    "targets":[...],"results":[...],"reconnect":false|true|"default","skipNegotiation":false,
 //    "logLevel":"None"}   (handlers of "results" targets return their first argument)
 //   {"cmd":"invoke"|"send","cid","req","target","args":[...]}
 //   {"cmd":"invokeTypeOf",...as invoke}  (replies "null", "undefined", "string", ... of the
@@ -70,7 +70,8 @@ async function connect(cmd) {
   if (cmd.protocol === "messagepack") {
     builder = builder.withHubProtocol(new msgpack.MessagePackHubProtocol());
   }
-  if (cmd.reconnect) builder = builder.withAutomaticReconnect([0, 200, 500, 1000, 2000]);
+  if (cmd.reconnect === "default") builder = builder.withAutomaticReconnect(); // 0, 2, 10, 30 s
+  else if (cmd.reconnect) builder = builder.withAutomaticReconnect([0, 200, 500, 1000, 2000]);
   const connection = builder.build();
   if (cmd.serverTimeoutMs) connection.serverTimeoutInMilliseconds = cmd.serverTimeoutMs;
   if (cmd.keepAliveMs) connection.keepAliveIntervalInMilliseconds = cmd.keepAliveMs;

@@ -30,7 +30,8 @@ the client follows the ``{url, accessToken}`` redirect as in production; pass
 ``"ServerSentEvents"`` | ``"LongPolling"``; ``protocol`` ``"json"`` | ``"messagepack"``;
 ``results=("getAnswer",)`` makes
 those handlers return their first argument (client results, for REST ``:invoke``);
-``reconnect=True`` for ``withAutomaticReconnect`` (delays 0, 0.2, 0.5, 1, 2 s; watch
+``reconnect=True`` for ``withAutomaticReconnect`` (delays 0, 0.2, 0.5, 1, 2 s;
+``reconnect="default"`` for the client's own default delays 0, 2, 10, 30 s; watch
 ``client.reconnecting`` / ``client.reconnected`` events); ``skip_negotiation=True`` (WebSockets
 only); ``server_timeout`` / ``keep_alive`` in seconds. Byte arrays (MessagePack ``bin``)
 arrive as ``bytes``. Connection failures raise :class:`NodeClientError` from ``connect``.
@@ -47,7 +48,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["NODE", "NodeClient", "NodeClientError", "NodeProcess", "node_process"]
 
@@ -163,7 +164,7 @@ class NodeProcess:
         headers: Mapping[str, str] | None = None,
         targets: Sequence[str] = ("newMessage",),
         results: Sequence[str] = (),
-        reconnect: bool = False,
+        reconnect: bool | Literal["default"] = False,
         skip_negotiation: bool = False,
         server_timeout: float | None = None,
         keep_alive: float | None = None,

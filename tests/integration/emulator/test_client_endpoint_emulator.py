@@ -397,8 +397,9 @@ async def test_client_timeout_is_paused_while_the_upstream_works() -> None:
                 assert message == {"type": 3, "invocationId": "1", "result": "late"}
 
 
-async def test_a_target_without_utf8_form_still_goes_upstream() -> None:
-    """A JSON target holding a lone surrogate is forwarded with it replaced, and answered."""
+async def test_a_target_without_utf8_form_is_refused_before_upstream() -> None:
+    """A JSON target holding a lone surrogate closes the connection with a reason (the codec
+    refuses it on read) and never reaches the upstream."""
     seen: list[tuple[bytes, bytes]] = []
 
     async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -417,5 +418,6 @@ async def test_a_target_without_utf8_form_still_goes_upstream() -> None:
                 frame = '{"type":1,"invocationId":"1","target":"a\\ud800b","arguments":[]}'
                 await client.ws.send(frame + RS)
                 message = await asyncio.wait_for(client.receive(), 10)
-                assert message == {"type": 3, "invocationId": "1"}
-    assert seen == [(b"/hook/a%3Fb", b"a?b")]
+                assert message["type"] == 7
+                assert "lone UTF-16 surrogate" in message["error"]
+    assert seen == []

@@ -330,15 +330,16 @@ async def test_empty_answers_give_an_empty_completion(
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", [202, 400, 401, 404, 500, 503])
 async def test_other_statuses_give_an_error_completion(harness: Harness, status: int) -> None:
-    """Any status but 200/204 completes the invoke with 'Invocation failed, status code N'."""
+    """Any status but 200/204 completes the invoke with 'Invocation failed, status code N'
+    and the answer's text as the reason."""
 
     async def reply(request: Recorded) -> tuple[int, list[bytes], dict[str, str]]:
-        return status, [b"ignored body"], {}
+        return status, [b"the reason\n"], {}
 
     harness.recorder.reply = reply
     result = await harness.dispatcher().invoke(context(), InvocationMessage("x", [], "1"))
     assert result == JSON_CODEC.encode(
-        CompletionMessage.with_error("1", f"Invocation failed, status code {status}")
+        CompletionMessage.with_error("1", f"Invocation failed, status code {status}: the reason")
     )
 
 

@@ -62,7 +62,7 @@ CALLS: dict[str, Call] = {
     "user_in_group": lambda s: s.user_in_group(HUB, GROUP, USER),
 }
 # Public coroutine methods that make no data-plane call of their own.
-NOT_DATA_PLANE = {"aclose", "generate_client_token", "is_healthy", "open"}
+NOT_DATA_PLANE = {"aclose", "generate_client_token", "is_healthy", "open", "signing_key"}
 
 
 def _operations(version: str) -> list[tuple[re.Pattern[str], set[str]]]:

@@ -264,12 +264,28 @@ async def test_unauthorized_from_a_wrong_key(server: RecordingServer) -> None:
     assert len(server.requests) == 1
 
 
-async def test_identity_based_endpoints_fail_clearly() -> None:
-    """An AuthType=azure.msi endpoint can't mint REST tokens: calls say so, health is False."""
-    from signalr_protocol.errors import UnsupportedAuthTypeError
+async def test_keyless_endpoint_without_entra_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An AuthType=azure.msi endpoint whose managed identity can't be reached: REST calls
+    raise a typed 503 error naming the endpoint, and the service says why it can't sign."""
+    from app.exceptions import edge_status
+    from app.services.identity import EntraAuthError
+    from tests.support.servers import bind_socket
 
-    settings = Settings(connection_string="Endpoint=http://127.0.0.1;Port=9;AuthType=azure.msi;")
+    closed = bind_socket()
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the identity endpoint is down for real
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{port}/identity/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "h")
+    settings = Settings(
+        connection_string=f"Endpoint=http://127.0.0.1;Port={port};AuthType=azure.msi;",
+        upstream_code="c",
+        access_key_retry_interval=60,
+    )
     async with SignalRService.open(settings) as service:
-        assert await service.is_healthy() is False
-        with pytest.raises(UnsupportedAuthTypeError, match="AccessKey"):
+        with pytest.raises(EntraAuthError, match=f"127.0.0.1:{port}") as caught:
             await service.send_to_all("chat", "t", [])
+        assert edge_status(caught.value) == 503
+        problems = service.keyless_problems()
+        assert len(problems) == 1 and "keyless" in problems[0]
