@@ -1,10 +1,10 @@
 """Walk every operation of Microsoft's REST OpenAPI files against the emulator.
 
 For each path and method of ``tests/data/signalr-rest/*.json`` (Microsoft's files, MIT): a
-valid call must be routed (never the unknown-route 404 or a 405) and answer a success status the spec declares, or a
-documented "no" (a 404 with an ``x-ms-error-code``), or 501 for the few operations the
-emulator does not implement; hostile path segments, query values and bodies must never
-produce a 5xx other than that 501.
+valid call must be routed (never the unknown-route 404 or a 405) and answer a success status
+the spec declares, or a documented "no" (a 404 with an ``x-ms-error-code``), or 501 for the
+few operations the emulator does not implement; hostile path segments, query values and
+bodies must never produce a 5xx other than that 501.
 """
 
 from __future__ import annotations
