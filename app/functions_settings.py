@@ -52,6 +52,7 @@ __all__ = [
     "FunctionsNamesSource",
     "LocalSettings",
     "LocalSettingsSource",
+    "functions_environ",
     "functions_values",
     "parse_timespan",
     "read_local_settings",
@@ -223,6 +224,30 @@ def functions_values(local: LocalSettings | None) -> dict[str, str]:
     if local is not None:
         merged.update((key.lower(), value) for key, value in local.values.items())
     merged.update((key.lower().replace(":", "__"), value) for key, value in os.environ.items())
+    return merged
+
+
+def functions_environ(
+    local: LocalSettings | None, environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """``environ`` with the file's ``Values`` beneath it, names spelled as written.
+
+    For readers of whole settings sections, such as the keyless ``…__serviceUri`` sections
+    (:func:`signalr_protocol.connection_string.identity_endpoints_from_environ`). An entry of
+    the environment hides the file's entry of the same name (compared case-insensitively, ``:``
+    as ``__``); the file's ``Azure__SignalR__Endpoints__*`` entries are left out when the
+    environment names any endpoint, which then wins as a whole, as for connection strings.
+    """
+    merged = dict(environ)
+    if local is None:
+        return merged
+    names = {key.replace(":", "__").lower() for key in environ}
+    endpoints_in_environ = any(name.startswith(_ENDPOINTS) for name in names)
+    for key, value in local.values.items():
+        name = key.lower()
+        if name in names or (endpoints_in_environ and name.startswith(_ENDPOINTS)):
+            continue
+        merged[key] = value
     return merged
 
 

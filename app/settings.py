@@ -29,7 +29,12 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from app.functions_settings import FunctionsNamesSource, LocalSettingsSource, read_local_settings
+from app.functions_settings import (
+    FunctionsNamesSource,
+    LocalSettingsSource,
+    functions_environ,
+    read_local_settings,
+)
 from signalr_protocol.connection_string import (
     ServiceEndpoint,
     emulator_connection_string,
@@ -218,9 +223,10 @@ class Settings(BaseSettings):
             self.endpoint_strings = _endpoints_from_environ(os.environ)
         endpoints: list[ServiceEndpoint] = []
         try:
-            # The __serviceUri sections (keyless); a named one wins over a connection
-            # string of the same name, as the Functions extension reads them.
-            identity = identity_endpoints_from_environ(os.environ)
+            # The __serviceUri sections (keyless), from the environment or local.settings.json;
+            # a named one wins over a connection string of the same name, as the Functions
+            # extension reads them.
+            identity = identity_endpoints_from_environ(functions_environ(read_local_settings()))
             if self.connection_string is not None:
                 identity = [endpoint for endpoint in identity if endpoint.name]
             identity_names = {endpoint.name.lower() for endpoint in identity if endpoint.name}
