@@ -383,7 +383,7 @@ async def test_application_insights_without_the_extra_stops_the_launcher(tmp_pat
     import os
     import sys
 
-    if importlib.util.find_spec("azure.monitor.opentelemetry") is not None:
+    if importlib.util.find_spec("azure.monitor") is not None:
         pytest.skip("the azure-monitor extra is installed here")
     env = {
         **os.environ,
