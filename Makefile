@@ -1,5 +1,6 @@
 # The two commands of the README. Both set up what they need, idempotently:
-#   make run   - install, then start the backend (7071) with the embedded emulator (8888)
+#   make run   - install, then start the backend (7071) with the embedded emulator (8888);
+#                make run ARGS=--keyless runs the whole local stack keyless (Entra ID only)
 #   make test  - install (incl. dev tools, Node clients, Debian's chromium), lint, type-check, test
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -45,7 +46,7 @@ browser:
 	fi
 
 run: install
-	$(BIN)/python -m app
+	$(BIN)/python -m app $(ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -3,10 +3,11 @@
 With ``AzureSignalRConnectionString`` (or ``Azure__SignalR__Endpoints__*``) set, only the
 backend runs and talks to that service. ``--keyless`` runs the local stack keyless: the
 embedded emulator with local auth disabled, the backend signing in with a managed identity
-that the emulator's identity endpoint provides, the webhook checking the upstream's bearer. Without it, the local emulator runs too, on
-``SIGNALR_EMULATOR_PORT`` (8888), in the same process and event loop, and calls the backend's
-webhook at ``http://127.0.0.1:<port>/runtime/webhooks/signalr``. A gateway key is generated
-for that local setup when ``GATEWAY_API_KEYS`` is unset, and printed.
+that the emulator's identity endpoint provides, the webhook checking the upstream's bearer.
+Without a connection string, the local emulator runs too, on ``SIGNALR_EMULATOR_PORT``
+(8888), in the same process and event loop, and calls the backend's webhook at
+``http://127.0.0.1:<port>/runtime/webhooks/signalr``. A gateway key is generated for that
+local setup when ``GATEWAY_API_KEYS`` is unset, and printed.
 
 The launcher is the emulator's (:mod:`emulator.runner`, :mod:`emulator.logs`): both listening
 sockets are bound before anything starts, so a busy port is reported at once and port ``0``

@@ -161,16 +161,18 @@ class ServiceEndpoint:
         return f"{self.name} ({self.endpoint})" if self.name else self.endpoint
 
     def require_access_key(self) -> str:
-        """Return the access key, or explain why identity-based auth can't mint tokens yet.
+        """Return the access key; a keyless endpoint has none.
 
         Raises:
-            UnsupportedAuthTypeError: the connection string uses ``AuthType=...``.
+            UnsupportedAuthTypeError: the endpoint is keyless (``AuthType=...``): its tokens
+                are signed with a temporary key fetched with a Microsoft Entra token, which
+                is the caller's job (the backend's ``app.services.identity``).
         """
         if self.access_key is None:
             raise UnsupportedAuthTypeError(
-                f"AuthType={self.auth_type.value} (identity-based auth) is parsed but not "
-                "supported yet: it needs a signing key fetched with an Entra ID token. Use a "
-                "connection string with an AccessKey."
+                f"AuthType={self.auth_type.value} (keyless): this endpoint has no AccessKey; "
+                "sign with its temporary key from /api/v1/auth/accessKey, fetched with a "
+                "Microsoft Entra token."
             )
         return self.access_key
 

@@ -9,6 +9,7 @@ sdk/signalr/Microsoft.Azure.WebJobs.Extensions.SignalRService/src/Config/IConfig
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -81,7 +82,7 @@ def test_mixed_named_endpoints_and_identity_wins(clean_env: pytest.MonkeyPatch) 
         ),
     ],
 )
-def test_unsafe_keyless_settings_are_refused(values: dict[str, str], named: str) -> None:
+def test_unsafe_keyless_settings_are_refused(values: dict[str, Any], named: str) -> None:
     """Keyless with no webhook protection, or half an Entra configuration, is refused with
     the setting named."""
     with pytest.raises(ValidationError, match=named):
@@ -95,6 +96,6 @@ def test_unsafe_keyless_settings_are_refused(values: dict[str, str], named: str)
         {"connection_string": MSI, "upstream_audience": "api://x", "upstream_tenant_id": "t"},
     ],
 )
-def test_keyless_with_a_protection_starts(values: dict[str, str]) -> None:
+def test_keyless_with_a_protection_starts(values: dict[str, Any]) -> None:
     """Either protection is enough for a keyless start-up."""
     assert Settings(**values).keyless
