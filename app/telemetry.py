@@ -131,6 +131,7 @@ REST_OPERATIONS: Final = (
     "user_exists",
     "group_exists",
     "user_in_group",
+    "list_group_connections",
     "health",
     "access_key",
 )

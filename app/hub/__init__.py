@@ -91,11 +91,13 @@ from .api import HubContext
 from .base import ServerlessHub
 from .context import InvocationContext, NegotiateOptions, NegotiateRequest
 from .filters import Filter, has_role, hub_filter, require_role
+from .outbound import GroupMember
 from .triggers import signalr_trigger
 
 __all__ = [
     "Filter",
     "FilterRejectedError",
+    "GroupMember",
     "HubContext",
     "HubError",
     "InvocationContext",

@@ -17,7 +17,7 @@ from typing import Any
 
 from signalr_protocol.payload import to_jsonable
 
-from .outbound import OutboundService
+from .outbound import GroupMember, OutboundService
 
 __all__ = [
     "ClientManager",
@@ -156,6 +156,14 @@ class GroupManager:
     async def remove_from_all_groups(self, connection_id: str) -> None:
         """Remove a connection from every group."""
         await self._service.remove_connection_from_all_groups(self._hub, connection_id)
+
+    async def list_connections(self, group: str, *, top: int | None = None) -> list[GroupMember]:
+        """The connections in a group (connection id and user id), at most ``top`` of them.
+
+        ``top=None`` lists them all, page by page; pass a bound when the group may be large.
+        A group without connections gives an empty list.
+        """
+        return await self._service.list_group_connections(self._hub, group, top=top)
 
 
 class UserGroupManager:

@@ -12,9 +12,19 @@ positions fits, whatever it names them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["OutboundService"]
+__all__ = ["GroupMember", "OutboundService"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One connection in a group, as the service lists it (its ``GroupMember``)."""
+
+    connection_id: str
+    user_id: str | None = None
+    """The connection's user id; ``None`` for an anonymous connection."""
 
 
 class OutboundService(Protocol):
@@ -130,4 +140,10 @@ class OutboundService(Protocol):
 
     async def group_exists(self, hub: str, group: str, /) -> bool:
         """Whether a group has at least one connection."""
+        ...
+
+    async def list_group_connections(
+        self, hub: str, group: str, /, *, top: int | None = None
+    ) -> list[GroupMember]:
+        """The connections in a group, at most ``top`` of them (all when ``None``)."""
         ...

@@ -11,7 +11,8 @@ What it does on the wire, and why:
   :class:`AiohttpTransport`: httpx's API with aiohttp's connection pool. httpx's own pool
   measured 0.4–0.9 k requests/s here and got slower with concurrency; behind the same
   httpx API the aiohttp pool is several times faster (``bench/outbound_throughput.py``).
-* **Paths.** api-version ``2022-06-01`` by default (``SIGNALR_API_VERSION``). Hub names are
+* **Paths.** api-version ``2022-06-01`` by default (``SIGNALR_API_VERSION``; listing a
+  group's connections needs ``2024-12-01`` and uses it when the setting is older). Hub names are
   validated and lower-cased; every path segment is percent-encoded with nothing left safe,
   so ``/``, ``?``, ``#``, ``%`` and spaces in a group or user name stay inside their
   segment. A segment that is exactly ``.`` or ``..`` is refused: URL normalisation (ours,
@@ -64,7 +65,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import aiohttp
 import httpx
@@ -79,10 +80,12 @@ from app.exceptions import (
     ServiceUnauthorizedError,
     ServiceUnavailableError,
 )
+from app.hub.outbound import GroupMember
 from app.settings import Settings
 from app.telemetry import OTHER, RestCall, Telemetry
 from signalr_protocol.connection_string import ServiceEndpoint
-from signalr_protocol.errors import InvalidNameError, SignalRError
+from signalr_protocol.errors import InvalidNameError, PayloadError, SignalRError
+from signalr_protocol.limits import loads_json
 from signalr_protocol.names import (
     validate_connection_id,
     validate_group_name,
@@ -105,7 +108,9 @@ from .retry import CallKind, RetryPolicy, parse_retry_after
 
 __all__ = [
     "ASRS_USER_AGENT",
+    "LIST_API_VERSION",
     "MAX_CONNECTIONS",
+    "MAX_PAGE_SIZE",
     "AiohttpTransport",
     "REST_TOKEN_LIFETIME",
     "TOKEN_CACHE_SIZE",
@@ -127,6 +132,11 @@ TOKEN_CACHE_SIZE: Final = 4096
 """At most this many REST tokens (one per endpoint and path) and as many prepared request
 URLs are cached; the oldest go first."""
 USER_AGENT: Final = f"serverless-signalr/{__version__}"
+LIST_API_VERSION: Final = "2024-12-01"
+"""The first api-version with ``GET .../groups/{group}/connections``; listing uses it (or
+``SIGNALR_API_VERSION`` when that is newer)."""
+MAX_PAGE_SIZE: Final = 200
+"""The largest ``maxpagesize`` the service accepts when listing connections."""
 KEY_WAIT_SECONDS: Final = 5.0
 """How long negotiate waits for a keyless endpoint's first signing key after start-up."""
 
@@ -371,6 +381,54 @@ def _error_from_response(response: httpx.Response, method: str, path: str) -> Se
     if status >= 500 or status == 408:
         return ServiceUnavailableError(text, status_code=status, error_code=error_code)
     return ServiceError(text, status_code=status, error_code=error_code)
+
+
+def _not_a_page(response: httpx.Response, path: str, why: str) -> ServiceError:
+    return ServiceError(
+        f"SignalR Service answered GET {_short(path)} with something that is not a page of "
+        f"group members: {why}",
+        status_code=response.status_code,
+    )
+
+
+def _group_page(response: httpx.Response, path: str) -> tuple[list[GroupMember], str | None]:
+    """The members and the ``nextLink`` of one ``GroupMemberPagedValues`` answer.
+
+    Raises:
+        ServiceError: the body is not ``{"value": [{"connectionId", "userId"?}...],
+            "nextLink"?}`` (decoded within :mod:`signalr_protocol.limits`).
+    """
+    if response.status_code == 204:
+        return [], None
+    try:
+        data = loads_json(response.content)
+    except PayloadError as exc:
+        raise _not_a_page(response, path, str(exc)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("value"), list):
+        raise _not_a_page(response, path, 'no "value" array.')
+    members: list[GroupMember] = []
+    for item in data["value"]:
+        connection_id = item.get("connectionId") if isinstance(item, dict) else None
+        if not isinstance(connection_id, str) or not connection_id:
+            raise _not_a_page(response, path, 'a member without a "connectionId" string.')
+        user_id = item.get("userId")
+        if user_id is not None and not isinstance(user_id, str):
+            raise _not_a_page(response, path, 'a "userId" that is not a string.')
+        members.append(GroupMember(connection_id, user_id or None))
+    next_link = data.get("nextLink")
+    if next_link is not None and not isinstance(next_link, str):
+        raise _not_a_page(response, path, '"nextLink" is not a string.')
+    return members, next_link or None
+
+
+def _next_page_query(next_link: str) -> list[tuple[str, str]]:
+    """The query parameters of a ``nextLink`` (its continuation token, page size, ``top``),
+    without ``api-version``, which every call adds itself."""
+    return [
+        (name, value)
+        for name, value in parse_qsl(urlsplit(next_link).query, keep_blank_values=True)
+        if name.lower() != "api-version"
+    ]
 
 
 def _keyless_refusal(error: ServiceError, manager: AccessKeyManager) -> ServiceError:
@@ -672,6 +730,8 @@ class SignalRService:
         expected_404: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         operation: str = OTHER,
+        api_version: str | None = None,
+        answer: list[httpx.Response] | None = None,
     ) -> int:
         """Make one REST call to endpoint ``index``, with retries; return the status.
 
@@ -685,6 +745,8 @@ class SignalRService:
                 answer (returned as 404), not an error; see the module docstring.
             operation: the metrics' and span's name of the call (a
                 :data:`~app.telemetry.REST_OPERATIONS` value).
+            api_version: this call's api-version instead of ``SIGNALR_API_VERSION``.
+            answer: receives the successful response (for calls that read its body).
         """
         endpoint = self._endpoints.endpoints[index]
         with self._telemetry.rest_call(operation, endpoint.server_endpoint, method) as call:
@@ -698,6 +760,8 @@ class SignalRService:
                 body=body,
                 expected_404=expected_404,
                 retry=retry,
+                api_version=api_version,
+                answer=answer,
             )
 
     async def _attempts(
@@ -712,11 +776,16 @@ class SignalRService:
         body: bytes | None,
         expected_404: frozenset[str],
         retry: RetryPolicy | None,
+        api_version: str | None = None,
+        answer: list[httpx.Response] | None = None,
     ) -> int:
         """:meth:`_call`'s attempts, reported to ``call``."""
         policy = retry or self._retry
         endpoint = self._endpoints.endpoints[index]
-        path_and_query = f"{path}?{self._api_query}"
+        api_query = self._api_query
+        if api_version is not None:
+            api_query = "api-version=" + quote(api_version, safe="")
+        path_and_query = f"{path}?{api_query}"
         url = endpoint.server_endpoint + path_and_query
         for name, value in query:
             url += f"&{name}={quote(value, safe='')}"
@@ -766,6 +835,8 @@ class SignalRService:
                 ):
                     self._endpoints.record(index, online=True)
                     call.done(status)
+                    if answer is not None:
+                        answer.append(response)
                     return status
                 error = _error_from_response(response, method, path)
                 if manager is not None and status in (401, 403):
@@ -1207,6 +1278,79 @@ class SignalRService:
         """Whether a user belongs to a group (on any endpoint)."""
         path = self._user_group_path(hub, group, user_id)
         return await self._exists("user_in_group", path, _USER_NOT_IN_GROUP)
+
+    # -- listing --------------------------------------------------------------------------
+
+    async def list_group_connections(
+        self,
+        hub: str,
+        group: str,
+        *,
+        top: int | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> list[GroupMember]:
+        """The connections in ``group`` (connection id and user id), at most ``top``.
+
+        ``GET /api/hubs/{hub}/groups/{group}/connections`` (api-version 2024-12-01, or a
+        newer ``SIGNALR_API_VERSION``), page by page: each answer's ``nextLink`` is followed
+        until there is none or ``top`` members arrived. Only the link's query (continuation
+        token, page size, ``top``) is used, sent to the same endpoint and path with this
+        client's token, so the token never goes to a host an answer names. With several
+        endpoints each online endpoint is asked in turn for what is still missing (a
+        connection lives on one endpoint). A group without connections gives ``[]``.
+
+        Args:
+            top: at most this many members; ``None`` lists them all.
+            page_size: members per page (``maxpagesize``), 1 to 200.
+
+        Raises:
+            ValueError: ``top`` below 1, or ``page_size`` outside 1 to 200.
+            ServiceError: a call failed (mapped as every other call's errors), an answer is
+                not a page of members, or a ``nextLink`` repeats a page already asked for.
+        """
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise ValueError(f"top must be a whole number of at least 1, got {top!r}.")
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise ValueError(f"page_size must be a whole number, got {page_size!r}.")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}, got {page_size}.")
+        path = self._group_path(hub, group) + "/connections"
+        configured = self._settings.api_version
+        version = configured if configured[:10] > LIST_API_VERSION else LIST_API_VERSION
+        members: list[GroupMember] = []
+        for index in self._route("GET", path):
+            wanted = None if top is None else top - len(members)
+            if wanted == 0:
+                break
+            query = [("maxpagesize", str(page_size if wanted is None else min(page_size, wanted)))]
+            if wanted is not None:
+                query.append(("top", str(wanted)))
+            asked: set[tuple[tuple[str, str], ...]] = set()
+            while True:
+                asked.add(tuple(query))
+                answer: list[httpx.Response] = []
+                await self._call(
+                    index,
+                    "GET",
+                    path,
+                    CallKind.OTHER,
+                    query=query,
+                    operation="list_group_connections",
+                    api_version=version,
+                    answer=answer,
+                )
+                page, next_link = _group_page(answer[0], path)
+                members.extend(page if top is None else page[: top - len(members)])
+                if next_link is None or (top is not None and len(members) >= top):
+                    break
+                try:
+                    query = _next_page_query(next_link)
+                except ValueError:  # urlsplit: e.g. a broken IPv6 host
+                    raise _not_a_page(answer[0], path, "its nextLink is not a URL.") from None
+                if tuple(query) in asked:
+                    why = f"its nextLink repeats a page already read ({_short(next_link)})."
+                    raise _not_a_page(answer[0], path, why)
+        return members
 
     # -- client tokens --------------------------------------------------------------------
 

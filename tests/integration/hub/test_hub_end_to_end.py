@@ -169,7 +169,7 @@ async def test_sample_hub_connect_users_and_groups(
 
             await dave.invoke("sendToUser", "erin", "psst")
             assert await erin.next_message("newMessage") == [
-                {"sender": "dave", "connectionId": dave.connection_id, "text": "psst"}
+                {"sender": "dave", "connectionId": dave.connection_id, "text": "psst", "to": "erin"}
             ]
             await erin.invoke("joinGroup", "room")
             await dave.invoke("sendToGroup", "room", "hi room")

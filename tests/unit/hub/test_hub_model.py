@@ -565,6 +565,7 @@ def test_public_surface_is_pinned() -> None:
         [
             "Filter",
             "FilterRejectedError",
+            "GroupMember",
             "HubContext",
             "HubError",
             "InvocationContext",

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from app.services.signalr import SignalRService
-from tests.unit.services.outbound_kit import Recorded, recording_server, settings_for
+from tests.unit.services.outbound_kit import Recorded, Reply, recording_server, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -60,9 +60,24 @@ CALLS: dict[str, Call] = {
     "user_exists": lambda s: s.user_exists(HUB, USER),
     "group_exists": lambda s: s.group_exists(HUB, GROUP),
     "user_in_group": lambda s: s.user_in_group(HUB, GROUP, USER),
+    "list_group_connections": lambda s: s.list_group_connections(HUB, GROUP, top=5),
 }
 # Public coroutine methods that make no data-plane call of their own.
 NOT_DATA_PLANE = {"aclose", "generate_client_token", "is_healthy", "open", "signing_key"}
+
+
+def _paged(request: Recorded) -> Reply | None:
+    """List answers: a first page whose ``nextLink`` asks for a second, then the last page,
+    so the request that follows a ``nextLink`` is checked against the spec too."""
+    if request.method != "GET" or not request.raw_path.endswith("/connections"):
+        return None
+    first = "continuationToken" not in request.query
+    page: dict[str, Any] = {"value": [{"connectionId": "c1" if first else "c2"}]}
+    if first:
+        page["nextLink"] = (
+            f"http://example.invalid{request.raw_path}?{request.query}&continuationToken=Mg"
+        )
+    return Reply(200, {"content-type": "application/json"}, json.dumps(page).encode())
 
 
 def _operations(version: str) -> list[tuple[re.Pattern[str], set[str]]]:
@@ -98,6 +113,7 @@ def test_every_data_plane_method_is_walked() -> None:
 async def test_rest_call_is_an_operation_of_the_openapi_file(operation: str) -> None:
     """Each request of one client operation is a path and method the OpenAPI file lists."""
     async with recording_server() as server:
+        server.responder = _paged
         async with SignalRService.open(settings_for(server.base_url)) as service:
             await CALLS[operation](service)
     data_plane = [r for r in server.requests if r.raw_path.startswith("/api/hubs/")]
