@@ -42,6 +42,11 @@
     userName: "",
     groups: new Set(),
     people: new Map(),
+    // Connections announced (newConnection) while a whoIsHere call is on its way, and the
+    // latest departures: the list the call returns must not undo what they said.
+    announced: null,
+    gone: new Set(),
+    presenceWarned: false,
     restartTimer: null,
     restartAttempt: 0,
   };
@@ -213,21 +218,107 @@
     }
   }
 
-  // One entry per user name (their latest connection), and one per anonymous connection.
+  // One entry per user name (with all their connections), and one per anonymous connection.
   function personKey(connectionId, userId) {
     return userId ? `user:${userId}` : `connection:${connectionId}`;
   }
 
-  function onNewConnection(info) {
+  // Add one connection to the list. `arrived` (a newConnection message) puts its person at the
+  // top with the time; a connection from the whoIsHere listing was there before: it goes to the
+  // bottom, and a connection already listed is left as it is (no duplicates either way).
+  function addPresence(info, arrived) {
     const i = info || {};
-    if (!i.connectionId) {
+    if (typeof i.connectionId !== "string" || i.connectionId === "") {
       return;
     }
-    const key = personKey(i.connectionId, i.userId);
-    app.people.delete(key);
-    app.people.set(key, { connectionId: i.connectionId, userId: i.userId || null, at: timeLabel() });
+    const connectionId = i.connectionId;
+    const userId = typeof i.userId === "string" && i.userId !== "" ? i.userId : null;
+    const key = personKey(connectionId, userId);
+    const known = app.people.get(key);
+    if (!arrived && (app.gone.has(connectionId) || (known && known.connections.has(connectionId)))) {
+      return;
+    }
+    const person = known || { userId, connections: new Set(), connectionId, at: "" };
+    person.connections.add(connectionId);
+    if (arrived) {
+      person.connectionId = connectionId;
+      person.at = timeLabel();
+      app.people.delete(key);
+      app.people.set(key, person);
+    } else if (!known) {
+      app.people = new Map([[key, person], ...app.people]);
+    }
     while (app.people.size > MAX_PEOPLE) {
       app.people.delete(app.people.keys().next().value);
+    }
+  }
+
+  function removePresence(connectionId) {
+    for (const [key, person] of app.people) {
+      if (person.connections.delete(connectionId)) {
+        if (person.connections.size === 0) {
+          app.people.delete(key);
+        } else if (person.connectionId === connectionId) {
+          person.connectionId = [...person.connections].pop();
+        }
+      }
+    }
+  }
+
+  function onNewConnection(info) {
+    if (info && app.announced) {
+      app.announced.add(info.connectionId);
+    }
+    addPresence(info, true);
+    renderPeople();
+  }
+
+  function onConnectionLeft(info) {
+    const connectionId = info && info.connectionId;
+    if (typeof connectionId !== "string" || connectionId === "") {
+      return;
+    }
+    app.gone.add(connectionId);
+    while (app.gone.size > 4 * MAX_PEOPLE) {
+      app.gone.delete(app.gone.values().next().value);
+    }
+    removePresence(connectionId);
+    renderPeople();
+  }
+
+  // Ask the hub who is connected now (the service's list), so a page that connects after others
+  // lists them too. When the answer is complete (shorter than the hub's bound), people not in
+  // it have left while this page was away; connections announced meanwhile stay.
+  async function syncPresence(connection) {
+    const announced = new Set();
+    app.announced = announced;
+    let present;
+    try {
+      present = await connection.invoke("whoIsHere");
+    } catch (error) {
+      if (connection === app.connection && !app.presenceWarned) {
+        app.presenceWarned = true;
+        note(`Could not list who is here: ${error.message || error}`, "error");
+      }
+      return;
+    } finally {
+      if (app.announced === announced) app.announced = null;
+    }
+    if (connection !== app.connection || !Array.isArray(present)) {
+      return;
+    }
+    if (present.length < MAX_PEOPLE) {
+      const listed = new Set(present.map((entry) => entry && entry.connectionId));
+      for (const person of [...app.people.values()]) {
+        for (const connectionId of [...person.connections]) {
+          if (!listed.has(connectionId) && !announced.has(connectionId)) {
+            removePresence(connectionId);
+          }
+        }
+      }
+    }
+    for (const entry of present) {
+      addPresence(entry, false);
     }
     renderPeople();
   }
@@ -238,8 +329,9 @@
     for (const [, person] of entries) {
       const connectionId = person.connectionId;
       const li = document.createElement("li");
-      const you = app.connection && connectionId === app.connection.connectionId;
+      const you = Boolean(app.connection && person.connections.has(app.connection.connectionId));
       li.className = you ? "person you" : "person";
+      li.dataset.connectionId = connectionId;
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = (person.userId || "anonymous") + (you ? " (you)" : "");
@@ -247,7 +339,7 @@
       id.textContent = shortId(connectionId);
       id.title = connectionId;
       const at = document.createElement("time");
-      at.textContent = person.at;
+      at.textContent = person.at || "before you";
       li.append(name, id, at);
       if (person.userId && !you) {
         const dm = document.createElement("button");
@@ -368,6 +460,7 @@
     const connection = builder.build();
     connection.on("newMessage", onNewMessage);
     connection.on("newConnection", onNewConnection);
+    connection.on("connectionLeft", onConnectionLeft);
     connection.onreconnecting((error) => {
       if (connection !== app.connection) return;
       setState("reconnecting", error ? "connection lost" : "");
@@ -377,6 +470,7 @@
       setState("connected");
       note("Reconnected.");
       rejoinGroups();
+      syncPresence(connection);
     });
     connection.onclose(() => {
       if (connection !== app.connection) return;
@@ -410,6 +504,7 @@
     const again = app.restartAttempt > 0;
     app.restartAttempt = 0;
     setState("connected");
+    syncPresence(connection);
     if (again) {
       note("Reconnected.");
       await rejoinGroups();

@@ -216,6 +216,54 @@ async def test_two_users_chat_and_survive_an_emulator_restart(tmp_path: Path) ->
         await bob.screenshot(path=str(OUTPUT / "browser-chat-after-restart.png"))
 
 
+async def test_a_later_page_lists_who_is_here_and_marks_direct_messages(tmp_path: Path) -> None:
+    """Bob's page, opened after Alice's, lists her (from whoIsHere, not a newConnection it
+    never saw), once each; Alice's direct message is marked direct on Bob's side; when Alice
+    closes her page she leaves Bob's list."""
+    from playwright.async_api import expect
+
+    backend_port = free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        _, connection_string = await stack.enter_async_context(
+            emulator_for(upstream_config(tmp_path, backend_port))
+        )
+        settings = Settings(connection_string=connection_string, dev_user_header=True)
+        base = await stack.enter_async_context(serve_asgi(create_app(settings), port=backend_port))
+        browser = await stack.enter_async_context(chromium())
+
+        alice = await open_page(browser, f"{base}/?user=alice")
+        await expect_state(alice, "connected")
+        await expect(alice.locator("#people .person.you", has_text="alice")).to_have_count(
+            1, timeout=STEP
+        )
+        bob = await open_page(browser, f"{base}/?user=bob")
+        await expect_state(bob, "connected")
+        people = bob.locator("#people .person")
+        await expect(people.filter(has_text="alice")).to_have_count(1, timeout=STEP)
+        await expect(people.filter(has_text="alice")).to_contain_text("before you")
+        await expect(bob.locator("#people .person.you", has_text="bob")).to_have_count(1)
+        await expect(bob.locator("#people-count")).to_have_text("2")
+        await expect(alice.locator("#people .person", has_text="bob")).to_have_count(
+            1, timeout=STEP
+        )
+
+        await send(alice, "user", "just for you, bob", recipient="bob")
+        direct = messages(bob, "received", "just for you, bob")
+        await expect(direct).to_have_count(1, timeout=STEP)
+        await expect(direct).to_have_attribute("data-direct", "true")
+        await expect(direct.locator(".tag")).to_have_text("direct message")
+        await expect(direct.locator(".sender")).to_have_text("alice")
+        await send(alice, "all", "and hello to all")
+        broadcast = messages(bob, "received", "and hello to all")
+        await expect(broadcast).to_have_count(1, timeout=STEP)
+        await expect(broadcast).not_to_have_attribute("data-direct", "true")
+        await bob.screenshot(path=str(OUTPUT / "browser-presence.png"))
+
+        await alice.context.close()
+        await expect(people.filter(has_text="alice")).to_have_count(0, timeout=STEP)
+        await expect(bob.locator("#people-count")).to_have_text("1")
+
+
 async def test_messages_sent_by_a_backend_read_well(tmp_path: Path) -> None:
     """Gateway messages show their text from "server", never an empty bubble or "anonymous ?"."""
     from playwright.async_api import expect
