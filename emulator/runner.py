@@ -49,6 +49,9 @@ __all__ = [
 
 logger = logging.getLogger("emulator.runner")
 
+_DRAIN_POLL_SECONDS = 0.01
+"""How often a stop checks whether what was in flight has ended."""
+
 _STOP_GRACE_SECONDS = 10
 """How long a server may take beyond its graceful shutdown timeout before it counts as failed."""
 
@@ -67,12 +70,17 @@ class Server(uvicorn.Server):
 
 
 class EmulatorServer(Server):
-    """A :class:`Server` that closes the emulator's client connections when it stops.
+    """A :class:`Server` that stops the emulator as quickly as a crash, for its clients.
 
-    It stops accepting first, so no client reconnects in between; then every client gets a
-    Close message allowing reconnect (so a JS client with automatic reconnect comes back after
-    a restart) and its Server-Sent Events or long-poll response ends, so the graceful stop does
-    not wait ``timeout_graceful_shutdown`` for them.
+    It stops accepting first (the port is free at once, and no client reconnects in
+    between); then every client gets a Close message allowing reconnect (so a JS client with
+    automatic reconnect comes back after a restart) and its Server-Sent Events or long-poll
+    response ends. What is in flight (Close messages being written, ``disconnected`` events
+    and other upstream calls) gets the emulator's ``shutdown_timeout`` (0.5 s) to finish;
+    then the upstream is cut off, requests still running are cancelled and connections
+    whose output is stuck (a client that stopped reading) are dropped, so the stop never
+    waits uvicorn's ``timeout_graceful_shutdown``. The official client retries after 0 and
+    2 s: a restart within 2 s brings its clients straight back.
     """
 
     def __init__(self, config: uvicorn.Config, app: EmulatorApp) -> None:
@@ -80,11 +88,45 @@ class EmulatorServer(Server):
         self.emulator = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop listening, close the client connections, then shut down as uvicorn does."""
+        """Stop listening, close the clients, drain within the bound, then shut down as
+        uvicorn does."""
         for server in self.servers:
             server.close()
         self.emulator.close_connections()
+        for protocol in list(self.server_state.connections):
+            if hasattr(protocol, "cycle"):
+                # HTTP/1.1: an idle kept-alive connection closes now, a busy one after its
+                # response, so a client's immediate retry cannot reach this stopping server.
+                protocol.shutdown()
+        if not await self._drain(self.emulator.settings.shutdown_timeout):
+            self._cut_off()
         await super().shutdown(sockets)
+
+    def _busy(self) -> bool:
+        return bool(self.server_state.tasks) or self.emulator.in_flight
+
+    async def _drain(self, bound: float) -> bool:
+        """Wait up to ``bound`` seconds for requests and background work to end."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound
+        while self._busy():
+            if loop.time() >= deadline or self.force_exit:
+                return False
+            await asyncio.sleep(_DRAIN_POLL_SECONDS)
+        return True
+
+    def _cut_off(self) -> None:
+        """The bound passed: no more upstream calls, cancel the requests still running, drop
+        the connections with output stuck in their buffers."""
+        left = len(self.server_state.tasks)
+        logger.info("Stop: %d request(s) still running after the shutdown bound; cut short", left)
+        self.emulator.cut_off()
+        for task in list(self.server_state.tasks):
+            task.cancel()
+        for protocol in list(self.server_state.connections):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and transport.get_write_buffer_size() > 0:
+                transport.abort()
 
 
 def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:

@@ -13,6 +13,7 @@ protocol, or call :meth:`EmulatorApp.startup` / :meth:`EmulatorApp.shutdown` you
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +58,8 @@ class EmulatorApp:
     Attributes:
         settings: the settings.
         state: registry, upstream dispatcher and background tasks.
+        stopping: set once a stop began (:meth:`close_connections`); a request the server
+            cancels after that (the stop's bound passed, see :meth:`cut_off`) ends quietly.
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
@@ -81,6 +84,8 @@ class EmulatorApp:
             )
             self.templates = lambda: defaults
         self._client: aiohttp.ClientSession | None = None
+        self._housekeeping: asyncio.Task[Any] | None = None
+        self.stopping = False
 
     @property
     def settings(self) -> EmulatorSettings:
@@ -110,14 +115,34 @@ class EmulatorApp:
             metrics=self.state.metrics,
             trace=self.state.trace,
         )
-        self.state.spawn(self.state.housekeeping())
+        self._housekeeping = self.state.spawn(self.state.housekeeping())
 
     def close_connections(self) -> None:
         """Send every client a Close message (reconnect allowed) and end its connection;
-        end the live trace's event streams (so the server need not wait for them)."""
+        end the live trace's event streams (so the server need not wait for them).
+
+        This begins a stop: :attr:`stopping` is set and housekeeping (keep-alives,
+        timeouts) ends, so :attr:`in_flight` counts only work still finishing.
+        """
+        self.stopping = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
         self.state.trace.close_all()
         for conn in self.state.registry.connections():
             conn.close(SHUTDOWN_MESSAGE, allow_reconnect=True, category=CloseReason.SERVICE_RELOAD)
+
+    @property
+    def in_flight(self) -> bool:
+        """Background work is running: inbound pumps of Server-Sent Events / long-polling
+        connections and their last upstream calls (after :meth:`close_connections`)."""
+        return self.state.background > (self._housekeeping is not None)
+
+    def cut_off(self) -> None:
+        """The stop's bound passed: make no more upstream calls (the ``disconnected`` events
+        of connections still ending are dropped); the server cancels what is left."""
+        self.stopping = True
+        self.state.upstream = None
 
     async def shutdown(self) -> None:
         """Close every connection, stop background tasks, close the HTTP client."""
@@ -130,12 +155,31 @@ class EmulatorApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+        if self.stopping and kind != "lifespan":
+            # A request on a connection kept alive, arriving after the stop began (a client's
+            # immediate reconnect attempt): refuse it, so the client retries after the restart.
+            await self._refuse_while_stopping(scope, send)
+            return
+        try:
+            if kind == "http":
+                await self._http(scope, receive, send)
+            elif kind == "websocket":
+                await self._websocket(scope, receive, send)
+            elif kind == "lifespan":
+                await self._lifespan(receive, send)
+        except asyncio.CancelledError:
+            if not self.stopping or kind == "lifespan":
+                raise
+            # Cut short by a stop whose bound passed (emulator.runner): expected, no traceback.
+            logger.debug("%s %s cut short by the stop", kind, scope.get("path"))
+
+    async def _refuse_while_stopping(self, scope: Scope, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._reject(scope, send, 503, SHUTDOWN_MESSAGE)
+        else:
+            await send_response(
+                send, 503, SHUTDOWN_MESSAGE.encode(), headers=[("connection", "close")]
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

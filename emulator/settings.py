@@ -46,6 +46,10 @@ class EmulatorSettings(BaseSettings):
         body_read_timeout: seconds a request body (REST, or a Server-Sent Events / long
             polling send) may take to arrive before the request is answered 408.
         upstream_timeout: seconds to wait for the upstream webhook.
+        shutdown_timeout: seconds a stop (Ctrl-C, SIGTERM) gives what is in flight (Close
+            messages still being written, ``disconnected`` events and other upstream calls)
+            before the remaining connections are dropped and the calls cut short; short, so
+            that a restart fits before the official client's 2 s reconnect retry.
         stateful_reconnect: grant stateful reconnect to clients that ask for it on negotiate
             (``useStatefulReconnect=true``); ``False`` answers as Microsoft's emulator does.
         stateful_reconnect_buffer_size: bytes sent to a stateful-reconnect client and not yet
@@ -91,6 +95,7 @@ class EmulatorSettings(BaseSettings):
     max_rest_body: int = Field(default=1024 * 1024, ge=1024)
     body_read_timeout: float = Field(default=30.0, gt=0)
     upstream_timeout: float = Field(default=100.0, gt=0)
+    shutdown_timeout: float = Field(default=0.5, ge=0, le=60)
     stateful_reconnect: bool = True
     stateful_reconnect_buffer_size: int = Field(default=100_000, ge=1)
     stateful_reconnect_window: float = Field(default=15.0, gt=0)

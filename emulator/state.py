@@ -105,6 +105,11 @@ class EmulatorState:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @property
+    def background(self) -> int:
+        """How many background tasks are running (housekeeping included)."""
+        return len(self._tasks)
+
     async def cancel_tasks(self) -> None:
         """Cancel and await every background task (shutdown)."""
         tasks = list(self._tasks)

@@ -14,12 +14,14 @@ import os
 import signal
 import sys
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from signalr_protocol.connection_string import ServiceEndpoint, parse_connection_string
 from signalr_protocol.tokens import mint_client_token, mint_token
@@ -37,8 +39,8 @@ RETURN_BOUND = 6.0
 """Seconds from SIGTERM until every client is back: past the 2 s retry, well before 12 s."""
 
 
-async def _spawn(port: int) -> asyncio.subprocess.Process:
-    """``python -m emulator --port <port>`` without an upstream."""
+async def _spawn(port: int, upstream: str = "") -> asyncio.subprocess.Process:
+    """``python -m emulator --port <port>``, every upstream event to ``upstream`` (none: "")."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -48,7 +50,7 @@ async def _spawn(port: int) -> asyncio.subprocess.Process:
         cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "EMULATOR_UPSTREAM_URL": ""},
+        env={**os.environ, "EMULATOR_UPSTREAM_URL": upstream},
     )
 
 
@@ -106,8 +108,10 @@ async def test_sigterm_exits_at_once_and_clients_come_back_on_their_first_retrie
 
             started = time.perf_counter()
             stopped = await _exit_time(first)
-            print("STOP", stopped)
             assert stopped < STOP_BOUND, f"SIGTERM took {stopped:.2f} s"
+            # Everything ended within the bound: no client's immediate retry got a new
+            # connection from the stopping emulator to hold it up.
+            assert "cut short" not in await _log(first)
 
             second = await _spawn(port)
             await _printed_endpoint(second)
@@ -115,7 +119,6 @@ async def test_sigterm_exits_at_once_and_clients_come_back_on_their_first_retrie
                 for client in clients:
                     await client.reconnected.wait()
             back = time.perf_counter() - started
-            print("BACK", back)
             assert back < RETURN_BOUND, f"clients came back {back:.2f} s after SIGTERM"
             assert not any(client.closed.is_set() for client in clients)
             assert {client.connection_id for client in clients}.isdisjoint(before)
@@ -136,3 +139,148 @@ async def test_sigterm_exits_at_once_and_clients_come_back_on_their_first_retrie
         await _stop(first)
         if second is not None:
             await _stop(second)
+
+
+DRAIN_BOUND = 1.0
+"""Seconds from SIGTERM to exit when something in flight does not finish: the emulator's
+``shutdown_timeout`` (0.5 s) plus the process's own stop."""
+
+
+class _Events:
+    """The event names an upstream received, and a way to wait for some."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._changed = asyncio.Condition()
+
+    async def add(self, name: str) -> None:
+        async with self._changed:
+            self.names.append(name)
+            self._changed.notify_all()
+
+    async def wait_for(self, name: str, count: int = 1) -> None:
+        async with asyncio.timeout(10), self._changed:
+            await self._changed.wait_for(lambda: self.names.count(name) >= count)
+
+
+@asynccontextmanager
+async def _upstream(delay: float | None) -> AsyncIterator[tuple[str, _Events]]:
+    """A real HTTP upstream on a free port: its URL, and the events it received.
+
+    It answers 200 after ``delay`` seconds, or never (``None``: a hung backend).
+    """
+    events = _Events()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                fields = {
+                    name.lower(): value
+                    for name, _, value in (line.partition(": ") for line in lines[1:])
+                }
+                await reader.readexactly(int(fields.get("content-length") or "0"))
+                await events.add(fields.get("x-asrs-event", "?"))
+                if delay is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/runtime/webhooks/signalr", events
+    finally:
+        server.close()
+
+
+async def _hub_client(endpoint: ServiceEndpoint, hub: str = "chat") -> ClientConnection:
+    """A WebSocket client of ``hub`` past the JSON handshake."""
+    token = mint_client_token(endpoint, hub)
+    url = endpoint.client_url(hub).replace("http://", "ws://") + f"&access_token={token}"
+    ws = await connect(url, max_queue=1, max_size=None)
+    await ws.send('{"protocol":"json","version":1}\x1e')
+    assert str(await asyncio.wait_for(ws.recv(), 10)).startswith("{}")
+    return ws
+
+
+async def _log(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stderr is not None
+    return (await proc.stderr.read()).decode(errors="replace")
+
+
+async def test_sigterm_drops_a_client_that_does_not_read_within_the_bound() -> None:
+    """A client that stopped reading, with megabytes of broadcasts unsent, does not hold the
+    stop past the shutdown bound (it held it for uvicorn's 5 s graceful timeout)."""
+    proc = await _spawn(0)
+    try:
+        endpoint = await _printed_endpoint(proc)
+        stalled = await _hub_client(endpoint, "stalled")
+        reader = await _hub_client(endpoint)
+        stalled.transport.pause_reading()
+        path = "/api/hubs/stalled/:send"
+        token = mint_token(endpoint.require_access_key(), endpoint.audience_base + path[1:])
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(16):
+                sent = await http.post(
+                    f"{endpoint.endpoint}{path}",
+                    json={"target": "big", "arguments": ["x" * 900_000]},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert sent.status_code == 202
+        stopped = await _exit_time(proc)
+        assert stopped < DRAIN_BOUND, f"SIGTERM took {stopped:.2f} s"
+        # The client that reads still got its Close message, reconnect allowed.
+        async with asyncio.timeout(10):
+            while '"type":7' not in (frame := str(await reader.recv())):
+                pass
+        assert '"allowReconnect":true' in frame
+        stalled.transport.abort()
+        await reader.close()
+    finally:
+        await _stop(proc)
+    log = await _log(proc)
+    assert "Traceback" not in log and "graceful shutdown exceeded" not in log
+
+
+async def test_sigterm_with_a_hung_upstream_call_exits_within_the_bound_quietly() -> None:
+    """An upstream that never answers (a hung backend) does not hold the stop past the
+    bound, and the call cut short leaves no traceback in the log."""
+    async with _upstream(None) as (url, events):
+        proc = await _spawn(0, url)
+        try:
+            endpoint = await _printed_endpoint(proc)
+            client = await _hub_client(endpoint)
+            await events.wait_for("connected")
+            stopped = await _exit_time(proc)
+            assert stopped < DRAIN_BOUND, f"SIGTERM took {stopped:.2f} s"
+            client.transport.abort()
+        finally:
+            await _stop(proc)
+    log = await _log(proc)
+    assert "Traceback" not in log and "graceful shutdown exceeded" not in log
+
+
+async def test_sigterm_still_delivers_the_disconnected_events_a_live_upstream_answers() -> None:
+    """Within the bound, the stop drains what is in flight: a backend answering in 100 ms
+    gets every client's ``disconnected`` event before the process exits."""
+    async with _upstream(0.1) as (url, events):
+        proc = await _spawn(0, url)
+        try:
+            endpoint = await _printed_endpoint(proc)
+            clients = [await _hub_client(endpoint) for _ in range(3)]
+            await events.wait_for("connected", 3)
+            stopped = await _exit_time(proc)
+            assert stopped < DRAIN_BOUND, f"SIGTERM took {stopped:.2f} s"
+            assert events.names.count("disconnected") == 3
+            for client in clients:
+                client.transport.abort()
+        finally:
+            await _stop(proc)
