@@ -129,7 +129,9 @@ class Settings(BaseSettings):
     access_key_retry_interval: float = Field(default=5 * 60.0, gt=0)
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     body_read_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds to read a request body (webhook, gateway); 408."
+        default=30.0,
+        gt=0,
+        description="Seconds to read a request body (webhook, gateway, negotiate); 408.",
     )
 
     api_version: str = "2022-06-01"

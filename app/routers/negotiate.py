@@ -13,6 +13,7 @@ call :func:`negotiate_response`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -23,6 +24,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.exceptions import edge_status, error_body
+from app.services.gateway import body_read_timeout
 from signalr_protocol.errors import SignalRError
 
 __all__ = ["ConnectionInfoPublic", "NegotiateFastPath", "negotiate_response", "router"]
@@ -41,6 +43,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ConnectionInfoPublic, "description": "The connection info."},
     400: {"description": "Invalid hub name, user id or App Service principal."},
     404: {"description": "No hub of that name is registered."},
+    408: {"description": "A declared body did not arrive within SIGNALR_BODY_READ_TIMEOUT."},
     503: {
         "description": "A hub's negotiate hook could not reach the SignalR Service, or a "
         "keyless endpoint has no usable signing key (the reason is in the body)."
@@ -98,25 +101,37 @@ class NegotiateFastPath:
         if match is None:
             await self.app(scope, receive, send)
             return
-        # Drain the (normally empty) request body so keep-alive connections stay usable.
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
+        state = scope["app"].state
+        # Drain the (normally empty) request body so keep-alive connections stay usable,
+        # within SIGNALR_BODY_READ_TIMEOUT: a body declared and never sent is a 408 (and
+        # the connection is closed, its unread body still on it).
+        seconds = state.settings.body_read_timeout
+        try:
+            async with asyncio.timeout(seconds):
+                more = True
+                while more:
+                    message = await receive()
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            error = body_read_timeout(seconds)
+            body = json.dumps(error_body(error)).encode()
+            await _answer(send, error.status_code, body, close=True)
+            return
         status, body = await negotiate_response(
-            scope["app"].state,
+            state,
             match.group("hub"),
             Headers(scope=scope),
             QueryParams(scope["query_string"]),
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, status, body)
+
+
+async def _answer(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _negotiate(request: Request, hub: str | None) -> Response:
