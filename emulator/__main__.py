@@ -13,16 +13,20 @@ a second one forces the exit.
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import EmulatorError
 from .identity import DEFAULT_IDENTITY_HEADER
 from .logs import configure_logging
 from .runner import EmulatorServer, ServerGroup, bind_socket, uvicorn_config
-from .server import create_app
+from .server import EmulatorApp, create_app
 from .settings import EmulatorSettings
+from .upstream import UpstreamTemplate
 
 __all__ = ["main"]
 
@@ -85,6 +89,80 @@ def keyless_banner(settings: EmulatorSettings) -> str:
     return "\n".join(lines)
 
 
+_PLACEHOLDER_VALUE = re.compile(r"\{\w+\}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print: user info and query values (a Functions ``code=`` key) hidden,
+    ``{hub}``-style placeholders kept."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    items = (item.partition("=") for item in parts.query.split("&") if item)
+    query = "&".join(
+        f"{name}={value if _PLACEHOLDER_VALUE.fullmatch(value) else '***'}" if sep else name
+        for name, sep, value in items
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _template_scope(template: UpstreamTemplate) -> str:
+    patterns = (template.hub_pattern, template.category_pattern, template.event_pattern)
+    if all(pattern.strip() == "*" for pattern in patterns):
+        scope = "every hub, category and event"
+    else:
+        scope = ", ".join(
+            f"{what} {pattern.strip()}"
+            for what, pattern in zip(("hub", "category", "event"), patterns, strict=True)
+        )
+    if template.auth_resource:
+        scope += f"; bearer for {template.auth_resource}"
+    return scope
+
+
+def upstream_banner(app: EmulatorApp) -> str:
+    """Where the emulator sends hub events (``connected``, invocations...), credentials hidden."""
+    settings = app.settings
+    templates = list(app.templates())
+    if settings.upstream_url is not None:
+        if not templates:
+            return (
+                "Upstream: none (EMULATOR_UPSTREAM_URL is empty): hub events are not sent anywhere"
+            )
+        template = templates[0]
+        return f"Upstream: {redact_url(template.url_template)} ({_template_scope(template)})"
+    if settings.config is not None:
+        source = getattr(app.templates, "path", settings.config)
+        count = f"{len(templates)} template{'' if len(templates) == 1 else 's'}"
+        lines = [f"Upstream: {count} from {source} (first match wins, reloaded on change)"]
+        lines += [f"  {redact_url(t.url_template)}  ({_template_scope(t)})" for t in templates]
+        if not templates:
+            lines.append("  (none: hub events are not sent anywhere)")
+        return "\n".join(lines)
+    template = templates[0]
+    return (
+        f"Upstream: {redact_url(template.url_template)} ({_template_scope(template)}; the "
+        "Functions host's default: change it with EMULATOR_UPSTREAM_URL or --config)"
+    )
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line saying which address could not be bound and which setting to change."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        fix = "Stop the process using it, or choose another port with --port / EMULATOR_PORT."
+    elif exc.errno == errno.EACCES:
+        fix = "Ports below 1024 need privileges: choose another with --port / EMULATOR_PORT."
+    else:
+        fix = (
+            "Choose an address of this machine with --host / EMULATOR_HOST (127.0.0.1, or "
+            "0.0.0.0 for every interface)."
+        )
+    return f"emulator: cannot listen on {address}: {reason}. {fix}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
     args = _parse(argv)
@@ -102,18 +180,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = EmulatorSettings(**overrides)
         app = create_app(settings)
-        sock = bind_socket(settings.host, settings.port)
     except (EmulatorError, ValueError, OSError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(listen_error(settings.host, settings.port, exc), file=sys.stderr)
+        return 1
     port = sock.getsockname()[1]
     settings = settings.model_copy(update={"port": port})
     app.settings = settings
     print(f"Azure SignalR Service emulator listening on http://{settings.host}:{port}")
     print("Connection string:")
-    print(f"  {settings.connection_string(port)}", flush=True)
+    print(f"  {settings.connection_string(port)}")
+    print(upstream_banner(app), flush=True)
     if settings.keyless:
         print(keyless_banner(settings), flush=True)
     group = ServerGroup()
