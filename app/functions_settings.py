@@ -187,6 +187,11 @@ def read_local_settings(directory: Path | None = None) -> LocalSettings | None:
     ):
         if raw_host.get(key) is not None:
             host[name] = raw_host[key]
+    if "cors_origins" in host:
+        # func start allows credentials only when CORSCredentials says so (default false):
+        # Azure/azure-functions-core-tools src/Azure.Functions.Cli/Actions/HostActions/
+        # StartHostAction.cs and Startup.cs. So "CORS": "*" alone starts, as it does there.
+        host.setdefault("cors_credentials", False)
     return LocalSettings(path=path, values=values, host=host)
 
 

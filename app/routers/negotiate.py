@@ -1,7 +1,8 @@
 """``/api/negotiate`` and ``/api/{hub}/negotiate``: the SignalRConnectionInfo binding.
 
 The official clients are pointed at ``{app}/api`` (default hub) or ``{app}/api/{hub}``
-and append ``/negotiate`` themselves, with POST; GET is served too, as Functions does.
+and append ``/negotiate`` themselves, with POST; GET is served too, as an HTTP-triggered
+Function whose ``methods`` are left unset answers every method.
 
 Negotiate is the hottest route (every client connect and reconnect), so requests are
 served by :class:`NegotiateFastPath`, a plain ASGI middleware that skips FastAPI's

@@ -20,6 +20,11 @@ ORIGIN = "http://localhost:3000"
 async def test_python_m_app_in_a_functions_folder_honours_every_setting(tmp_path: Path) -> None:
     """Each setting of a real-shaped local.settings.json takes effect in a real ``python -m app``.
 
+    A name set both there and in the environment takes the environment's value, as
+    ``func start`` skips a local setting "already defined in current environment variables"
+    (Azure/azure-functions-core-tools
+    src/Azure.Functions.Cli/Actions/HostActions/StartHostAction.cs).
+
     The file's shape is what ``func init`` writes and ``func start`` reads (``IsEncrypted``,
     ``Values``, ``Host.LocalHttpPort`` / ``CORS`` / ``CORSCredentials``); the SignalR names are
     those of Azure/azure-sdk-for-net
@@ -45,10 +50,14 @@ async def test_python_m_app_in_a_functions_folder_honours_every_setting(tmp_path
             "Host": {"LocalHttpPort": port, "CORS": ORIGIN, "CORSCredentials": True},
         }
         (tmp_path / "local.settings.json").write_text(json.dumps(document, indent=2))
-        # No SIGNALR_PORT / SIGNALR_EMULATOR_PORT: the file alone configures the run.
-        async with run_app(
-            {"SIGNALR_PORT": None, "SIGNALR_EMULATOR_PORT": None}, cwd=tmp_path
-        ) as running:
+        # No SIGNALR_PORT / SIGNALR_EMULATOR_PORT: the file alone configures the run, except
+        # one name also set in the environment, which wins over the file's value.
+        environment = {
+            "SIGNALR_PORT": None,
+            "SIGNALR_EMULATOR_PORT": None,
+            "AzureSignalRServiceTransportType": "Transient",
+        }
+        async with run_app(environment, cwd=tmp_path) as running:
             base = running.base_url
             assert base.endswith(f":{port}")  # Host.LocalHttpPort
             assert "emulator           not started" in running.banner  # the connection string
@@ -75,7 +84,8 @@ async def test_python_m_app_in_a_functions_folder_honours_every_setting(tmp_path
                 "REST client: timeout 30 s per attempt; retries: exponential back-off, up to 6 "
                 "attempts, delay 0.5 s, max delay 4 s, within 30 s." in output
             )
-            assert "AzureSignalRServiceTransportType='Persistent' is accepted" in output
+            assert "AzureSignalRServiceTransportType='Transient' is accepted" in output  # env
+            assert "'Persistent'" not in output
             assert "Azure__SignalR__HubProtocol='NewtonsoftJson' is accepted" in output
             assert "Traceback" not in output
             assert await running.stop() == 0, output

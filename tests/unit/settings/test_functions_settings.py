@@ -229,6 +229,26 @@ def test_environment_variables_win_over_local_settings_json(
     assert settings.default_hub == "lobby"  # set in the file only
 
 
+def test_host_cors_without_cors_credentials_allows_no_credentials_as_func_start_does(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Host.CORS`` alone (even ``*``) starts, credentials off; ``CORSCredentials`` turns them on.
+
+    Reproduces Azure/azure-functions-core-tools
+    src/Azure.Functions.Cli/Actions/HostActions/StartHostAction.cs (``--cors-credentials``
+    defaults to ``Host.CORSCredentials``, false when absent) and ``Startup.cs`` (credentials
+    allowed only when it is true).
+    """
+    write_local_settings(folder, {"Values": {}, "Host": {"CORS": "*"}})
+    settings = Settings()
+    assert (settings.cors_origins, settings.cors_credentials) == (["*"], False)
+    write_local_settings(folder, {"Host": {"CORS": "https://a.example", "CORSCredentials": True}})
+    assert Settings().cors_credentials is True
+    write_local_settings(folder, {"Host": {"CORS": "https://a.example"}})
+    monkeypatch.setenv("SIGNALR_CORS_CREDENTIALS", "true")  # the environment still wins
+    assert Settings().cors_credentials is True
+
+
 def test_the_connection_strings_section_wins_over_values(folder: Path) -> None:
     """``ConnectionStrings.AzureSignalRConnectionString`` is used before the ``Values`` entry.
 
