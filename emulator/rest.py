@@ -380,11 +380,19 @@ def generate_token(call: Call) -> Result:
             raise BadRequestError(str(exc)) from exc
     request = call.request
     audience = f"{request.scheme}://{request.host}/client/?hub={call.hub_name}"
+    state = call.state
+    # Local auth disabled: sign with the current temporary key (header kid = its KeyId),
+    # the only kind of client token the client endpoint then accepts.
+    signing, kid = state.settings.access_key, None
+    if state.settings.keyless:
+        temporary = state.temp_keys.current()
+        signing, kid = temporary.access_key, temporary.key_id
     token = mint_token(
-        call.state.settings.access_key,
+        signing,
         audience,
         lifetime=timedelta(minutes=minutes),
         claims=build_client_claims(user_id),
+        kid=kid,
     )
     return _ok(200, {"token": token})
 

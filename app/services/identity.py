@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError
 
 from app.exceptions import ConfigurationError, ServiceUnavailableError
 from signalr_protocol.connection_string import CredentialKind, EntraIdentity, ServiceEndpoint
@@ -190,7 +189,7 @@ class EntraBearer:
                 return self._token
             try:
                 access = await self.credential.get_token(SIGNALR_SCOPE)
-            except (AzureError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # AzureError mostly; a bad IDENTITY_ENDPOINT: ValueError
                 message = (
                     f"Microsoft Entra ID gave no token for SignalR endpoint "
                     f"{self.endpoint.label} with {self.who}: {_first_line(exc)}"
@@ -373,6 +372,12 @@ class AccessKeyManager:
                 await self.refresh()
                 delay = self.refresh_interval
             except EntraAuthError:
+                delay = self.retry_interval
+            except Exception as exc:  # never let the loop die: no key would ever come again
+                self._failure = f"{type(exc).__name__}: {_first_line(exc)}"
+                logger.exception(
+                    "Fetching the signing key of SignalR endpoint %s failed", self.endpoint.label
+                )
                 delay = self.retry_interval
             await asyncio.sleep(delay)
 
