@@ -20,7 +20,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.e2e.runner import run_app
+from tests.support.runner import run_app
 from tests.support.servers import free_port, serve_asgi
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]

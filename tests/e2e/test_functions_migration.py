@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.runner import run_app
 from tests.support.emulator import running_emulator
+from tests.support.runner import run_app
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, parse_connection_string
-from tests.e2e.runner import child_environment, run_app
+from tests.support.runner import child_environment, run_app
 
 pytestmark = pytest.mark.anyio
 

@@ -20,9 +20,9 @@ import pytest
 from app.main import create_app
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from tests.support.hubkit import signed_headers
+from tests.support.outbound_kit import RecordingServer, recording_server, settings_for
 from tests.support.servers import serve_asgi
-from tests.unit.hub.hubkit import signed_headers
-from tests.unit.services.outbound_kit import RecordingServer, recording_server, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.integration.emulator.emulator_kit import Rest
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.emulator_kit import Rest
 from tests.support.node import NodeProcess, node_process
 
 

@@ -19,8 +19,8 @@ from emulator.http import read_body
 from signalr_protocol.codec import JSON_CODEC
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
 from signalr_protocol.tokens import mint_token
-from tests.integration.emulator.emulator_kit import RS, Rest, eventually, raw_client
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.emulator_kit import RS, Rest, eventually, raw_client
 from tests.support.servers import serve_asgi
 
 pytestmark = pytest.mark.anyio

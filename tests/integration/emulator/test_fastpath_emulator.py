@@ -9,8 +9,8 @@ import pytest
 
 from emulator.eager import start_eagerly
 from emulator.fastpath import ws_frame
-from tests.integration.emulator.emulator_kit import Rest, raw_client
 from tests.support.emulator import RunningEmulator
+from tests.support.emulator_kit import Rest, raw_client
 
 pytestmark = pytest.mark.anyio
 

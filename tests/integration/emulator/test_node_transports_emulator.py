@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.emulator.emulator_kit import Rest, q
 from tests.support.emulator import RunningEmulator
+from tests.support.emulator_kit import Rest, q
 from tests.support.node import NodeProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.node]

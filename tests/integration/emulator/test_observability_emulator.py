@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.emulator import RunningEmulator, running_emulator
 from tests.support.node import NODE, NodeClientError, NodeProcess, node_process
-from tests.unit.services.outbound_kit import Reply, recording_server
+from tests.support.outbound_kit import Reply, recording_server
 
 pytestmark = [
     pytest.mark.anyio,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.emulator.emulator_kit import Rest
+from tests.support.emulator_kit import Rest
 
 pytestmark = pytest.mark.anyio
 

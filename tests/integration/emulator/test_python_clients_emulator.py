@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.emulator.emulator_kit import Rest
 from tests.support.emulator import RunningEmulator
+from tests.support.emulator_kit import Rest
 from tests.support.servers import serve_asgi
 
 pytestmark = pytest.mark.anyio

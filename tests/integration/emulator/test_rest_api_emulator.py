@@ -11,8 +11,8 @@ import pytest
 from signalr_protocol.codec import get_codec
 from signalr_protocol.messages import InvocationMessage
 from signalr_protocol.tokens import mint_token
-from tests.integration.emulator.emulator_kit import Rest, eventually, q, raw_client
 from tests.support.emulator import RunningEmulator
+from tests.support.emulator_kit import Rest, eventually, q, raw_client
 from tests.support.node import NodeProcess
 
 pytestmark = pytest.mark.anyio

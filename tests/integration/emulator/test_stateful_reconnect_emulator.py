@@ -27,8 +27,8 @@ import pytest
 from emulator.http import read_body
 from signalr_protocol.codec import JSON_CODEC
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
-from tests.integration.emulator.emulator_kit import Rest
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.emulator_kit import Rest
 from tests.support.node import NODE
 from tests.support.servers import serve_asgi
 

@@ -13,8 +13,8 @@ from collections.abc import Awaitable
 
 import pytest
 
-from tests.integration.emulator.emulator_kit import Rest, raw_client
 from tests.support.emulator import RunningEmulator
+from tests.support.emulator_kit import Rest, raw_client
 
 pytestmark = pytest.mark.anyio
 

@@ -25,8 +25,8 @@ from websockets.exceptions import InvalidStatus
 from emulator.http import read_body
 from signalr_protocol.codec import get_codec
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
-from tests.integration.emulator.emulator_kit import RS
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.emulator_kit import RS
 from tests.support.node import NodeProcess
 from tests.support.servers import serve_asgi
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from app.samples.chat import PRESENCE_GROUP
-from tests.integration.hub.stack import HubStack, hub_stack
 from tests.support.node import NODE, NodeClientError, NodeProcess, node_process
+from tests.support.stack import HubStack, hub_stack
 
 pytestmark = [
     pytest.mark.anyio,

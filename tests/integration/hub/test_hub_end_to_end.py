@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.hub.probe_hub import Probe
-from tests.integration.hub.stack import HubStack, hub_stack
+from tests.support.hubs.probe_hub import Probe
 from tests.support.node import NODE, NodeClientError, NodeProcess, node_process
+from tests.support.stack import HubStack, hub_stack
 
 pytestmark = [
     pytest.mark.anyio,

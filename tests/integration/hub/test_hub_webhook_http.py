@@ -16,14 +16,14 @@ from app.routers import upstream
 from app.services.registry import HubRegistry
 from app.services.webhook import Webhook
 from app.settings import Settings
-from tests.integration.hub.probe_hub import Probe
+from tests.support.hubkit import invocation_body, signed_headers
+from tests.support.hubs.probe_hub import Probe
 from tests.support.servers import serve_asgi
-from tests.unit.hub.hubkit import invocation_body, signed_headers
 
 pytestmark = pytest.mark.anyio
 
 PATH = "/runtime/webhooks/signalr"
-HUBS = ["app.samples.chat:ChatHub", "tests.integration.hub.probe_hub:Probe"]
+HUBS = ["app.samples.chat:ChatHub", "tests.support.hubs.probe_hub:Probe"]
 
 
 def settings(**overrides: Any) -> Settings:

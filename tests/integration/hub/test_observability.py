@@ -26,16 +26,16 @@ from app.main import create_app
 from app.settings import Settings
 from app.telemetry import BackendMetrics, JsonFormatter, Telemetry
 from tests.support.emulator import RunningEmulator, running_emulator, write_upstream_settings
+from tests.support.hubkit import invocation_body, signed_headers
 from tests.support.node import NODE, NodeClientError, NodeProcess, node_process
+from tests.support.outbound_kit import Reply, recording_server, settings_for
 from tests.support.servers import serve_asgi
-from tests.unit.hub.hubkit import invocation_body, signed_headers
-from tests.unit.services.outbound_kit import Reply, recording_server, settings_for
 
 pytestmark = [pytest.mark.anyio]
 
 WEBHOOK = "/runtime/webhooks/signalr"
 GATEWAY_KEY = "observability-test-key"
-HUBS = ["app.samples.chat:ChatHub", "tests.integration.hub.observed_hub:Observed"]
+HUBS = ["app.samples.chat:ChatHub", "tests.support.hubs.observed_hub:Observed"]
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.hub.stack import hub_stack
+from tests.support.hubkit import readme_example_module
 from tests.support.node import NODE, NodeClientError, node_process
-from tests.unit.hub.hubkit import readme_example_module
+from tests.support.stack import hub_stack
 
 pytestmark = [
     pytest.mark.anyio,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.hub.stack import HubStack, hub_stack
 from tests.support.node import NODE, NodeProcess, node_process
+from tests.support.stack import HubStack, hub_stack
 
 pytestmark = [
     pytest.mark.anyio,

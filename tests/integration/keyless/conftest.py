@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.integration.keyless.keyless_kit import (
+from tests.support.keyless_kit import (
     AZURE_IDENTITY_ENV,
     IDENTITY_HEADER,
     LocalAzure,

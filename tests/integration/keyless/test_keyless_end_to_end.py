@@ -22,8 +22,9 @@ from azure.identity.aio import ManagedIdentityCredential
 from app.main import create_app
 from app.services.identity import SIGNALR_SCOPE
 from emulator.identity import SIGNALR_RESOURCE
-from tests.integration.keyless.keyless_kit import IDENTITY_HEADER
-from tests.integration.keyless.keyless_stack import (
+from tests.support.emulator import running_emulator
+from tests.support.keyless_kit import IDENTITY_HEADER
+from tests.support.keyless_stack import (
     RESOURCE,
     WEBHOOK,
     KeylessStack,
@@ -31,7 +32,6 @@ from tests.integration.keyless.keyless_stack import (
     keyless_stack,
     use_emulator_identity,
 )
-from tests.support.emulator import running_emulator
 from tests.support.node import NODE, node_process
 from tests.support.servers import serve_asgi
 

@@ -42,7 +42,7 @@ from signalr_protocol.connection_string import (
     ServiceEndpoint,
     parse_connection_string,
 )
-from tests.integration.keyless.keyless_kit import IDENTITY_HEADER, LocalAzure, serve_local_azure
+from tests.support.keyless_kit import IDENTITY_HEADER, LocalAzure, serve_local_azure
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio

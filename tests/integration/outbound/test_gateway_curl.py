@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from app.main import create_app
+from tests.support.outbound_kit import recording_server, settings_for
 from tests.support.servers import serve_asgi
-from tests.unit.services.outbound_kit import recording_server, settings_for
 
 pytestmark = [
     pytest.mark.anyio,

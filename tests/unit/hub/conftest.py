@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.hub.hubkit import RecordingService
+from tests.support.hubkit import RecordingService
 
 
 @pytest.fixture

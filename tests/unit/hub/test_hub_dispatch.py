@@ -16,7 +16,7 @@ from app.services.webhook import GENERIC_ERROR, Webhook, WebhookResult
 from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
 from signalr_protocol.messages import CompletionMessage
 from signalr_protocol.signature import compute_signature
-from tests.unit.hub.hubkit import (
+from tests.support.hubkit import (
     KEY,
     SECOND_KEY,
     RecordingService,
@@ -605,8 +605,11 @@ async def test_msgpack_disconnect_bodies_are_read(
 @pytest.mark.parametrize(
     "specs",
     [
-        ["tests.unit.hub.trigger_functions:shout", "tests.unit.hub.trigger_functions:announce"],
-        ["tests.unit.hub.trigger_functions"],  # the module: both functions and the class
+        [
+            "tests.support.hubs.trigger_functions:shout",
+            "tests.support.hubs.trigger_functions:announce",
+        ],
+        ["tests.support.hubs.trigger_functions"],  # the module: both functions and the class
     ],
 )
 async def test_trigger_functions_load_from_import_strings_and_dispatch(

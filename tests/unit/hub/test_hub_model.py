@@ -27,7 +27,7 @@ from app.hub.binding import normalize_name
 from app.services.principal import Identity
 from app.services.registry import HubRegistry
 from signalr_protocol.upstream import CaseInsensitiveMapping, parse_client_query, parse_user_claims
-from tests.unit.hub.hubkit import RecordingService, make_registry
+from tests.support.hubkit import RecordingService, make_registry
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from signalr_protocol.codec import JSON_CODEC, MSGPACK_CODEC
 from signalr_protocol.errors import HubProtocolError
 from signalr_protocol.messages import CompletionMessage, InvocationMessage
 from signalr_protocol.payload import dumps, json_default, to_jsonable
-from tests.unit.hub.hubkit import (
+from tests.support.hubkit import (
     RecordingService,
     invocation_body,
     make_webhook,

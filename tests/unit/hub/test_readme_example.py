@@ -11,7 +11,7 @@ from app.services.registry import HubRegistry
 from app.services.webhook import Webhook, WebhookResult
 from signalr_protocol.codec import JSON_CODEC
 from signalr_protocol.messages import CompletionMessage
-from tests.unit.hub.hubkit import (
+from tests.support.hubkit import (
     KEY,
     RecordingService,
     invocation_body,

@@ -14,7 +14,7 @@ from app.services.endpoints import EndpointSet
 from app.services.signalr import SignalRService
 from app.settings import Settings
 from signalr_protocol.connection_string import parse_connection_string
-from tests.unit.services.outbound_kit import (
+from tests.support.outbound_kit import (
     RecordingServer,
     Reply,
     connection_string,

@@ -12,7 +12,7 @@ import pytest
 from app.exceptions import GatewayAuthError
 from app.main import create_app
 from app.services.gateway import check_gateway_key
-from tests.unit.services.outbound_kit import (
+from tests.support.outbound_kit import (
     RecordingServer,
     Reply,
     recording_server,

@@ -28,7 +28,7 @@ from app.hub import GroupMember
 from app.services.signalr import SignalRService
 from app.settings import Settings
 from signalr_protocol.errors import InvalidNameError
-from tests.unit.services.outbound_kit import (
+from tests.support.outbound_kit import (
     Recorded,
     RecordingServer,
     Reply,

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from app.services.signalr import SignalRService
-from tests.unit.services.outbound_kit import Recorded, Reply, recording_server, settings_for
+from tests.support.outbound_kit import Recorded, Reply, recording_server, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ import pytest
 
 from app.exceptions import ServiceNotFoundError
 from app.services.signalr import SignalRService
-from tests.unit.services.outbound_kit import RecordingServer, Reply, recording_server, settings_for
+from tests.support.outbound_kit import RecordingServer, Reply, recording_server, settings_for
 
 pytestmark = pytest.mark.anyio
 

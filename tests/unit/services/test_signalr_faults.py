@@ -22,7 +22,7 @@ from app.exceptions import (
 from app.services.retry import CallKind, RetryPolicy, parse_retry_after
 from app.services.signalr import SignalRService
 from app.settings import Settings
-from tests.unit.services.outbound_kit import (
+from tests.support.outbound_kit import (
     RecordingServer,
     Reply,
     recording_server,

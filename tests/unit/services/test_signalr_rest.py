@@ -21,7 +21,7 @@ from app.services.signalr import (
 )
 from signalr_protocol.errors import InvalidNameError
 from signalr_protocol.tokens import verify_token
-from tests.unit.services.outbound_kit import (
+from tests.support.outbound_kit import (
     KEY,
     RecordingServer,
     recording_server,

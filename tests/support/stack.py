@@ -27,7 +27,7 @@ from tests.support.servers import serve_asgi
 
 __all__ = ["HUBS", "HubStack", "hub_stack"]
 
-HUBS = ["app.samples.chat:ChatHub", "tests.integration.hub.probe_hub:Probe"]
+HUBS = ["app.samples.chat:ChatHub", "tests.support.hubs.probe_hub:Probe"]
 WEBHOOK = "/runtime/webhooks/signalr"
 
 

@@ -28,13 +28,13 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.settings import Settings
 from emulator.identity import DEFAULT_TENANT_ID
-from tests.integration.keyless.keyless_kit import AZURE_IDENTITY_ENV, IDENTITY_HEADER
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.keyless_kit import AZURE_IDENTITY_ENV, IDENTITY_HEADER
 from tests.support.servers import serve_asgi
 
 __all__ = ["HUBS", "RESOURCE", "WEBHOOK", "KeylessStack", "keyless_stack", "write_keyless_upstream"]
 
-HUBS = ["app.samples.chat:ChatHub", "tests.integration.hub.probe_hub:Probe"]
+HUBS = ["app.samples.chat:ChatHub", "tests.support.hubs.probe_hub:Probe"]
 RESOURCE = "api://serverless-signalr-tests"
 WEBHOOK = "/runtime/webhooks/signalr"
 

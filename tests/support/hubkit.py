@@ -15,7 +15,7 @@ from signalr_protocol.messages import InvocationMessage
 from signalr_protocol.signature import compute_signature
 from signalr_protocol.upstream import CaseInsensitiveMapping
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
 SECOND_KEY = "second-key-0123456789"
 
