@@ -26,7 +26,7 @@ import time
 from . import stateful
 from .connection import ClientConnection
 from .errors import BadRequestError, ConflictError, NotFoundError
-from .fastpath import DirectWebSocket
+from .fastpath import DirectWebSocket, trim_accepted
 from .http import Receive, Scope, Send, read_body, send_response
 from .lifecycle import ConnectionState, Transport
 from .session import HubSession
@@ -69,6 +69,7 @@ async def handle_websocket(
         conn.attach(Transport.WEB_SOCKETS)
     await send({"type": "websocket.accept"})
     scope["emulator.accepted"] = True
+    trim_accepted(send, scope)
 
     async def send_frame(data: bytes) -> None:
         codec = conn.codec
