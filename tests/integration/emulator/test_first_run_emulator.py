@@ -39,16 +39,21 @@ async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
     )
     assert proc.stdout is not None
     printed: list[bytes] = []
-    async with asyncio.timeout(20):
-        while line := await proc.stdout.readline():
-            printed.append(line)
-            if line.startswith(b"Upstream") or b"Press Ctrl-C" in line:
-                break
-    if proc.returncode is None:
-        await asyncio.sleep(0.2)  # the rest of the banner
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    try:
+        async with asyncio.timeout(20):
+            while line := await proc.stdout.readline():
+                printed.append(line)
+                if line.startswith(b"Upstream") or b"Press Ctrl-C" in line:
+                    break
+        if proc.returncode is None:
+            await asyncio.sleep(0.2)  # the rest of the banner
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return proc.returncode or 0, (b"".join(printed) + stdout).decode(), stderr.decode()
 
 
