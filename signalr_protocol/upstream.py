@@ -29,8 +29,12 @@ from .signature import signature_header
 __all__ = [
     "CATEGORY_CONNECTIONS",
     "CATEGORY_MESSAGES",
+    "CATEGORY_KEY",
+    "CONNECTION_ID_KEY",
     "EVENT_CONNECTED",
     "EVENT_DISCONNECTED",
+    "EVENT_KEY",
+    "HUB_KEY",
     "CaseInsensitiveMapping",
     "UpstreamRequest",
     "encode_upstream_headers",
@@ -48,6 +52,13 @@ EVENT_CONNECTED: Final = "connected"
 """The ``connections`` event sent when a client connects."""
 EVENT_DISCONNECTED: Final = "disconnected"
 """The ``connections`` event sent when a client disconnects."""
+
+# The identifying headers as lower-case lookup keys (ASGI header names are lower-case), for
+# a receiver that must label a request before it is parsed (a trace span, a metric).
+HUB_KEY: Final = "x-asrs-hub"
+CATEGORY_KEY: Final = "x-asrs-category"
+EVENT_KEY: Final = "x-asrs-event"
+CONNECTION_ID_KEY: Final = "x-asrs-connection-id"
 
 # The client's own token: never forwarded, and handlers have no use for it.
 _HIDDEN_QUERY_KEY: Final = "access_token"
@@ -180,10 +191,10 @@ def encode_upstream_headers(
 
 
 _REQUIRED: Final = (
-    ("X-ASRS-Hub", "x-asrs-hub"),
-    ("X-ASRS-Category", "x-asrs-category"),
-    ("X-ASRS-Event", "x-asrs-event"),
-    ("X-ASRS-Connection-Id", "x-asrs-connection-id"),
+    ("X-ASRS-Hub", HUB_KEY),
+    ("X-ASRS-Category", CATEGORY_KEY),
+    ("X-ASRS-Event", EVENT_KEY),
+    ("X-ASRS-Connection-Id", CONNECTION_ID_KEY),
 )
 
 

@@ -67,8 +67,12 @@ from signalr_protocol.messages import CompletionMessage, InvocationMessage
 from signalr_protocol.signature import verify_signature
 from signalr_protocol.upstream import (
     CATEGORY_CONNECTIONS,
+    CATEGORY_KEY,
     CATEGORY_MESSAGES,
+    CONNECTION_ID_KEY,
     EVENT_DISCONNECTED,
+    EVENT_KEY,
+    HUB_KEY,
     CaseInsensitiveMapping,
     UpstreamRequest,
     parse_client_query,
@@ -313,10 +317,10 @@ class Webhook:
         started = time.perf_counter()
         if telemetry.tracing:
             with telemetry.webhook(
-                hub=headers.get("x-asrs-hub"),
-                category=headers.get("x-asrs-category"),
-                event=headers.get("x-asrs-event"),
-                connection_id=headers.get("x-asrs-connection-id"),
+                hub=headers.get(HUB_KEY),
+                category=headers.get(CATEGORY_KEY),
+                event=headers.get(EVENT_KEY),
+                connection_id=headers.get(CONNECTION_ID_KEY),
                 headers=headers,
             ) as span:
                 result = await self._read_and_dispatch(headers, chunks, code)
@@ -328,7 +332,7 @@ class Webhook:
             result = await self._read_and_dispatch(headers, chunks, code)
         if metrics is not None:
             metrics.webhook(
-                headers.get("x-asrs-category"), result.outcome, time.perf_counter() - started
+                headers.get(CATEGORY_KEY), result.outcome, time.perf_counter() - started
             )
         return result
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,8 @@ def _imported_roots(path: Path, root: Path = ROOT) -> set[str]:
             parts = path.relative_to(root).parts[: -node.level]
             if not parts and node.module:
                 roots.add(node.module.split(".")[0])
+            elif not parts:  # ``from .. import emulator``
+                roots.update(alias.name for alias in node.names)
     return roots
 
 
@@ -93,10 +96,40 @@ def test_the_static_check_sees_a_forbidden_import(tmp_path: Path) -> None:
         "import json\n"
         "def f():\n    from app.exceptions import ConfigurationError\n"
         "    import httpx.things\n"
-        "from ..emulator import server\n",
+        "from ..emulator import server\n"
+        "from .. import uvicorn\n",
         encoding="utf-8",
     )
-    assert _imported_roots(module, tmp_path) == {"json", "app", "httpx", "emulator"}
+    assert _imported_roots(module, tmp_path) == {"json", "app", "httpx", "emulator", "uvicorn"}
+
+
+# An X-ASRS-* header name written as a whole string (``"x-asrs-hub"``, ``b"X-ASRS-Event"``):
+# reading or writing the upstream format by hand. Messages that merely mention a header
+# ("Unknown X-ASRS-Category ...") are not whole names and do not count.
+_ASRS_NAME = re.compile(r"x-asrs-[a-z-]+", re.IGNORECASE)
+
+
+def _asrs_header_names(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+            text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
+            if _ASRS_NAME.fullmatch(text):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {text}")
+    return found
+
+
+def test_the_upstream_format_is_spelled_only_in_the_core() -> None:
+    """No module of app or emulator names an X-ASRS-* header: the core reads and writes them."""
+    assert _asrs_header_names(ROOT / "signalr_protocol" / "upstream.py")  # the check sees them
+    spelled = [
+        name
+        for package in ("app", "emulator")
+        for path in _modules(package)
+        for name in _asrs_header_names(path)
+    ]
+    assert spelled == []
 
 
 _LOAD_ALL = """
