@@ -46,6 +46,8 @@ from collections.abc import Iterable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from .lifecycle import Transport
+
 __all__ = [
     "BILLING_UNIT_BYTES",
     "CONTENT_TYPE",
@@ -73,7 +75,8 @@ BILLING_UNIT_BYTES = 2048
 MAX_HUB_LABELS = 100
 """Distinct hub label values kept; hubs seen after these count as ``other``."""
 
-TRANSPORTS = ("WebSockets", "ServerSentEvents", "LongPolling")
+TRANSPORTS = tuple(transport.value for transport in Transport)
+"""The ``transport`` label values: the transports' wire names."""
 UPSTREAM_CATEGORIES = ("connections", "messages")
 DIRECTIONS = ("inbound", "outbound")
 

@@ -66,6 +66,15 @@ def test_connection_gauge_follows_opens_and_closes() -> None:
     assert _value(metrics, "signalr_user_errors_total") == 2
 
 
+@pytest.mark.parametrize("transport", list(Transport))
+def test_every_transport_has_its_own_label(transport: Transport) -> None:
+    """Each transport of the enum is counted under its wire name, never as 'other'."""
+    metrics = EmulatorMetrics()
+    metrics.connection_opened("chat", transport)
+    assert _value(metrics, "signalr_connections_opened_total", transport=transport.value) == 1
+    assert _value(metrics, "signalr_connections_opened_total", transport="other") is None
+
+
 def test_a_fan_out_counts_every_receiver_once() -> None:
     """Outbound messages, bytes and billed messages scale with receivers; pings are not
     counted (callers never report them)."""
