@@ -313,7 +313,7 @@ def _status(status: int | None) -> str:
 
 def outcome_for_status(status: int) -> str:
     """The webhook outcome a response status stands for (a 200 is ``ok``; a 200 carrying
-    an error completion is ``error``, which only the dispatcher knows)."""
+    an error completion is ``error``, which only the webhook knows)."""
     if 200 <= status < 300:
         return "ok"
     if status == 401:
@@ -695,7 +695,7 @@ class Telemetry:
 
     @staticmethod
     def failed(span: Span, reason: str, exc: BaseException | None = None) -> None:
-        """Mark a span failed (a handler error the dispatcher caught); no secrets."""
+        """Mark a span failed (a handler error the webhook caught); no secrets."""
         if span.is_recording():
             if exc is not None:
                 span.record_exception(exc)

@@ -173,7 +173,7 @@ def test_no_token_or_claim_value_reaches_a_span(
 def test_failed_marks_a_span_with_the_reason(
     telemetry: Telemetry, exporter: InMemorySpanExporter
 ) -> None:
-    """A handler failure the dispatcher catches still shows on the method's span."""
+    """A handler failure the webhook catches still shows on the method's span."""
     with telemetry.hub_method("chat", "messages", "echo", "c1") as span:
         Telemetry.failed(span, "handler failed", ValueError("boom"))
     (finished,) = exporter.get_finished_spans()
