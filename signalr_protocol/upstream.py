@@ -146,6 +146,18 @@ def _header_value(value: str) -> bytes:
     return _CONTROL.sub(" ", value).encode("utf-8", "replace")
 
 
+def _header_text(value: str) -> str:
+    # The reverse of _header_value: HTTP servers (and ASGI) hand a header over as one Latin-1
+    # character per byte, but the value was written as UTF-8 (as Kestrel reads it by default).
+    # A value that is not valid UTF-8 is kept as received.
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def strip_access_token(query: str) -> str:
     """The query without ``access_token``, with a leading ``?``; ``""`` when nothing is left."""
     kept = [
@@ -206,7 +218,9 @@ def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamRequest:
 
     Args:
         headers: the request headers; their keys must compare case-insensitively (e.g. a
-            :class:`CaseInsensitiveMapping` or Starlette's ``Headers``).
+            :class:`CaseInsensitiveMapping` or Starlette's ``Headers``). Values decoded one
+            Latin-1 character per byte, as ASGI servers do, are read back as the UTF-8 the
+            service wrote (a user id "José" stays "José").
 
     Returns:
         The decoded request.
@@ -216,19 +230,20 @@ def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamRequest:
     """
     values: list[str] = []
     for name, key in _REQUIRED:
-        value = headers.get(key, "").strip()
+        value = _header_text(headers.get(key, "")).strip()
         if not value:
             raise UpstreamFormatError(f"The {name} header is missing or empty.", header=name)
         values.append(value)
     hub, category, event, connection_id = values
+    claims = headers.get("x-asrs-user-claims")
     return UpstreamRequest(
         hub=hub,
         category=category.lower(),
         event=event,
         connection_id=connection_id,
-        user_id=headers.get("x-asrs-user-id") or None,
-        claims=parse_user_claims(headers.get("x-asrs-user-claims")),
-        query=headers.get("x-asrs-client-query") or "",
+        user_id=_header_text(headers.get("x-asrs-user-id", "")) or None,
+        claims=parse_user_claims(_header_text(claims) if claims else None),
+        query=_header_text(headers.get("x-asrs-client-query", "")),
         signature=headers.get("x-asrs-signature"),
     )
 
