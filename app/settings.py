@@ -352,7 +352,17 @@ def env_name(field: str) -> str:
         first = info.validation_alias.choices[0]
         if isinstance(first, str):
             return first
+    if info is None and _is_alias(field):
+        return field  # pydantic reports a value read by its alias under the alias
     return f"SIGNALR_{field.upper()}"
+
+
+def _is_alias(name: str) -> bool:
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        if alias == name or (isinstance(alias, AliasChoices) and name in alias.choices):
+            return True
+    return False
 
 
 def describe_settings_error(exc: Exception) -> str:
