@@ -20,6 +20,7 @@ period; a second Ctrl-C forces the exit. This is the only module of ``app`` that
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import secrets
@@ -235,10 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             for sock in sockets:
                 sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                fix = f"Stop the process using it, or choose another port with {option}."
+            elif exc.errno == errno.EACCES:
+                fix = f"Ports below 1024 need privileges: choose another with {option}."
+            else:
+                fix = (
+                    "Choose an address of this machine with --host / SIGNALR_HOST "
+                    "(127.0.0.1, or 0.0.0.0 for every interface)."
+                )
             print(
                 f"Cannot listen on {settings.host}:{port} for the {name}: "
-                f"{exc.strerror or exc}. Stop the process using it, or choose another port "
-                f"with {option}.",
+                f"{exc.strerror or exc}. {fix}",
                 file=sys.stderr,
             )
             return 1
