@@ -344,8 +344,8 @@ def _error_from_response(response: httpx.Response, method: str, path: str) -> Se
     detail = ""
     if response.content:
         try:
-            data = response.json()
-        except ValueError:
+            data = loads_json(response.content)  # bounded: a deep body can't raise RecursionError
+        except PayloadError:
             detail = response.text
         else:
             if isinstance(data, dict):
