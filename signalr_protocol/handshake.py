@@ -30,7 +30,8 @@ import json
 from typing import Any, Final
 
 from signalr_protocol.codec import RECORD_SEPARATOR, HubCodec, get_codec
-from signalr_protocol.errors import HandshakeError
+from signalr_protocol.errors import HandshakeError, PayloadError
+from signalr_protocol.limits import loads_json
 from signalr_protocol.messages import HandshakeRequest
 
 __all__ = [
@@ -54,9 +55,12 @@ def _handshake_error(reason: str) -> HandshakeError:
 
 def _load_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise _handshake_error(f"The {what} is not valid JSON.") from None
+        obj = loads_json(raw)
+    except PayloadError as exc:
+        if exc.message.startswith("The body is not valid"):  # not JSON or not UTF-8 at all
+            raise _handshake_error(f"The {what} is not valid JSON.") from None
+        # Outside a limit (a lone surrogate, a 5,000-digit number...): say which.
+        raise _handshake_error(f"The {what} is not valid JSON: {exc.message}") from None
     if type(obj) is not dict:
         raise _handshake_error(f"The {what} must be a JSON object.")
     return obj
