@@ -635,9 +635,7 @@ class Webhook:
                         _trace_note(),
                         extra={"connection_id": connection_id},
                     )
-                    return self._answer(
-                        codec, invocation_id, error, outcome, upstream.category
-                    )
+                    return self._answer(codec, invocation_id, error, outcome, upstream.category)
                 stats.handler_failures += 1
                 error = GENERIC_ERROR
                 outcome = "error"
