@@ -44,6 +44,7 @@ from app.telemetry import (
     bridge_to_opentelemetry,
     configure_log_format,
     configure_tracing,
+    fastapi_options,
 )
 from signalr_protocol.errors import SignalRError
 
@@ -84,6 +85,10 @@ def _telemetry(settings: Settings) -> Telemetry:
     if mode != "off" and metrics is not None:
         bridge_to_opentelemetry(metrics.registry)
     return Telemetry(metrics)
+
+
+def _served_by_fast_path(scope: Any) -> bool:
+    return negotiate.NegotiateFastPath.serves(scope) or upstream.UpstreamFastPath.serves(scope)
 
 
 def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         lifespan=lifespan,
         docs_url=None,  # served offline by app.routers.docs
         redoc_url=None,
+        **fastapi_options(_served_by_fast_path),  # their spans are the requests'
     )
     app.state.settings = settings
     app.state.hubs = registry

@@ -20,7 +20,11 @@ Spans (:class:`Telemetry`): ``negotiate``, the webhook request, the hub method i
 (its child) and each REST call the method makes (a child of the method, retries as span
 events). Attributes: hub, category, event, connection id, user id, operation, endpoint,
 status; never tokens, keys or claim values. A ``traceparent`` header on a negotiate or
-webhook request makes its span a child of the caller's trace.
+webhook request makes its span a child of the caller's trace. Those two spans are the
+requests' server spans (:func:`fastapi_options` keeps FastAPI's own request span off them);
+under a request the sampler dropped no child span is made. Every request is sampled unless
+``OTEL_TRACES_SAMPLER`` says otherwise; an exported span costs about 75 µs of CPU, hence
+README's advice to sample (``parentbased_traceidratio``) at high request rates.
 
 **Metrics.** :class:`BackendMetrics` on its own registry (``GET /metrics``, Prometheus
 text format; ``SIGNALR_METRICS_ENABLED=false`` turns the route off):
@@ -54,19 +58,21 @@ line with the trace and span ids of the current span.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Literal
 
-from opentelemetry import propagate, trace
+from fastapi import FastAPI
+from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -94,6 +100,7 @@ __all__ = [
     "configure_log_format",
     "configure_tracing",
     "current_trace_id",
+    "fastapi_options",
     "outcome_for_status",
 ]
 
@@ -491,6 +498,49 @@ def _observer(registry: CollectorRegistry, family: str, samples: tuple[str, ...]
 _NO_SPAN: Final = contextlib.nullcontext(INVALID_SPAN)
 
 
+class _Current:
+    """A started span made current for a ``with`` block, then ended.
+
+    What ``Tracer.start_as_current_span`` does, without its generator-based context
+    manager (a third of a span's cost in the SDK): attach on entry; on exit record an
+    escaping exception and mark the span failed, detach and end.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        try:
+            if exc is not None and span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            otel_context.detach(self._token)
+            span.end()
+
+
+def _unsampled_parent() -> bool:
+    """Whether the current span exists but is not recorded (its trace was not sampled).
+
+    Its children would not be sampled either (the SDK's samplers decide by parent or by
+    trace id), so the helpers make none: the request's span alone carries the context.
+    """
+    current = trace.get_current_span()
+    return not current.is_recording() and current.get_span_context().is_valid
+
+
 class RestCall:
     """One REST call being made: its span (if tracing), its timing, its retries.
 
@@ -522,7 +572,7 @@ class RestCall:
         self._metrics = metrics
         self._tracer = tracer
         self._attributes = attributes
-        self._scope: AbstractContextManager[Span] | None = None
+        self._scope: _Current | None = None
         self._started = 0.0
         self.operation = operation
         self.span: Span = INVALID_SPAN
@@ -550,10 +600,12 @@ class RestCall:
 
     def __enter__(self) -> RestCall:
         if self._tracer is not None:
-            self._scope = self._tracer.start_as_current_span(
-                f"SignalR REST {self.operation}",
-                kind=SpanKind.CLIENT,
-                attributes=self._attributes,
+            self._scope = _Current(
+                self._tracer.start_span(
+                    f"SignalR REST {self.operation}",
+                    kind=SpanKind.CLIENT,
+                    attributes=self._attributes,
+                )
             )
             self.span = self._scope.__enter__()
         self._started = time.perf_counter()
@@ -621,8 +673,8 @@ class Telemetry:
             # is internal; alone, it is the request.
             current = trace.get_current_span().get_span_context()
             kind = SpanKind.INTERNAL if current.is_valid else SpanKind.SERVER
-        return self._tracer.start_as_current_span(
-            name, context=parent, kind=kind, attributes=attributes
+        return _Current(
+            self._tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         )
 
     def negotiate(
@@ -662,12 +714,14 @@ class Telemetry:
     ) -> AbstractContextManager[Span]:
         """A span for the hub method a webhook request runs (call once the handler is
         found: the span name has the hub and event, so unknown targets never name one)."""
-        if self._tracer is None:
+        if self._tracer is None or _unsampled_parent():
             return _NO_SPAN
-        return self._tracer.start_as_current_span(
-            f"{hub}.{event}",
-            kind=SpanKind.INTERNAL,
-            attributes=_attributes(hub, category, event, connection_id, user_id),
+        return _Current(
+            self._tracer.start_span(
+                f"{hub}.{event}",
+                kind=SpanKind.INTERNAL,
+                attributes=_attributes(hub, category, event, connection_id, user_id),
+            )
         )
 
     def rest_call(self, operation: str, endpoint: str, method: str = "POST") -> RestCall:
@@ -679,7 +733,7 @@ class Telemetry:
             endpoint: the service endpoint (scheme, host, port: no path, no query).
             method: the HTTP method.
         """
-        if self._tracer is None:
+        if self._tracer is None or _unsampled_parent():
             return RestCall(self.metrics, None, operation)
         attributes = {
             "signalr.operation": operation,
@@ -720,6 +774,22 @@ def _attributes(
         if value:
             attributes[key] = value
     return attributes
+
+
+def fastapi_options(exclude: Callable[[MutableMapping[str, Any]], bool]) -> dict[str, Any]:
+    """Keyword arguments for ``FastAPI(...)``: leave the requests ``exclude`` accepts to
+    our own spans.
+
+    FastAPI 0.162 and later trace every request themselves once an SDK tracer provider
+    is installed (an HTTP server span, its context attached, send and receive wrapped).
+    The negotiate and webhook fast paths answer before FastAPI's router, and their spans
+    (:meth:`Telemetry.negotiate`, :meth:`Telemetry.webhook`) are the request's server
+    span: a second one around each would double the cost of tracing the hot paths for
+    nothing. Older FastAPI versions have no such span and take no ``telemetry`` argument.
+    """
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"exclude": exclude}}
 
 
 def current_trace_id() -> str | None:

@@ -70,6 +70,19 @@ def pinned_server(
 ) -> Iterator[int]:
     """Run ``script --serve mode --port N`` on :data:`SERVER_CORE`; yield N once it listens.
 
+    See :func:`pinned_server_process`, which yields the process id too.
+    """
+    with pinned_server_process(script, mode, env=env, root=root) as (port, _):
+        yield port
+
+
+@contextmanager
+def pinned_server_process(
+    script: str, mode: str, *, env: Mapping[str, str] | None = None, root: Path | None = None
+) -> Iterator[tuple[int, int]]:
+    """Run ``script --serve mode --port N`` on :data:`SERVER_CORE`; yield N and the
+    server's process id (for :func:`cpu_seconds`) once it listens.
+
     Args:
         env: variables added to the child's environment.
         root: another copy of the repository to run the same script from (an older
@@ -88,10 +101,25 @@ def pinned_server(
     )
     try:
         wait_ready(port)
-        yield port
+        yield port, server.pid  # taskset execs the interpreter: same process
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a live process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_done(wrk_output: str) -> int:
+    """How many requests a ``wrk`` run completed."""
+    match = re.search(r"(\d+) requests in", wrk_output)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{wrk_output}")
+    return int(match.group(1))
 
 
 def wrk(url: str, script: Path, connections: int, duration: int) -> tuple[float, str]:
@@ -128,19 +156,27 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 """
 
-TELEMETRY_VARIANTS = ("before", "off", "traced", "no-metrics")
+TELEMETRY_VARIANTS = ("before", "off", "traced", "sampled", "no-metrics")
 """``before``: the backend of an earlier commit (without telemetry); ``off``: this tree,
 metrics on, tracing off (the default); ``traced``: spans exported over OTLP/HTTP to a local
-sink that answers 200 (BatchSpanProcessor, default sampler); ``no-metrics``:
+sink that answers 200 (BatchSpanProcessor with its defaults, every request sampled);
+``sampled``: the same with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` at
+:data:`SAMPLE_RATIO` (or ``--sample-ratio``); ``no-metrics``:
 ``SIGNALR_METRICS_ENABLED=false``, tracing off."""
+
+SAMPLE_RATIO = 0.01
+"""The ``sampled`` variant's ``OTEL_TRACES_SAMPLER_ARG``: the ratio README recommends."""
 
 
 @contextmanager
-def telemetry_variants(base: str) -> Iterator[dict[str, tuple[dict[str, str], Path | None]]]:
+def telemetry_variants(
+    base: str, sample_ratio: float = SAMPLE_RATIO
+) -> Iterator[dict[str, tuple[dict[str, str], Path | None]]]:
     """The environment and repository copy of each :data:`TELEMETRY_VARIANTS` entry.
 
     Args:
         base: the commit ``before`` runs (``git archive`` into a temporary directory).
+        sample_ratio: the ``sampled`` variant's ratio.
     """
     archive = subprocess.run(
         ["git", "archive", "--format=tar", base], cwd=ROOT, check=True, capture_output=True
@@ -164,6 +200,14 @@ def telemetry_variants(base: str) -> Iterator[dict[str, tuple[dict[str, str], Pa
                 "before": ({}, Path(tmp)),
                 "off": ({}, None),
                 "traced": (traced, None),
+                "sampled": (
+                    {
+                        **traced,
+                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                        "OTEL_TRACES_SAMPLER_ARG": str(sample_ratio),
+                    },
+                    None,
+                ),
                 "no-metrics": ({"SIGNALR_METRICS_ENABLED": "false"}, None),
             }
     finally:

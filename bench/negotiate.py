@@ -8,8 +8,10 @@ of medians is printed (target >= 0.5).
     python bench/negotiate.py --telemetry <commit> [--rounds 5]
 
 ``--telemetry`` compares the backend of ``<commit>`` (before telemetry) with this tree's
-with tracing off (the default), tracing on (OTLP to a local sink) and metrics off, in
-alternating rounds, and prints each one's ratio to the older commit.
+with tracing off (the default), tracing on (OTLP to a local sink; every request sampled,
+then ``--sample-ratio``, default 0.01, with ``parentbased_traceidratio``) and metrics off,
+in alternating rounds, and prints each one's ratio to the older commit: of the median
+req/s, and of the server's median CPU time per request (steadier on a shared machine).
 
 Needs Debian's ``wrk`` (``apt-get install wrk``) and ``taskset``.
 """
@@ -27,9 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from _support import (
+    SAMPLE_RATIO,
     TELEMETRY_VARIANTS,
     answer_lifespan,
+    cpu_seconds,
     pinned_server,
+    pinned_server_process,
+    requests_done,
     telemetry_variants,
     wrk,
 )
@@ -100,6 +106,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--telemetry", metavar="COMMIT", help="compare telemetry variants")
+    parser.add_argument(
+        "--sample-ratio", type=float, default=SAMPLE_RATIO, help="the sampled variant's ratio"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
@@ -132,20 +141,43 @@ def main() -> None:
     print(f"ratio backend/bare = {backend / bare:.2f} (target >= 0.5)")
 
 
+def telemetry_round(
+    args: argparse.Namespace, script: Path, env: dict[str, str], root: Path | None
+) -> tuple[float, float]:
+    """One backend run: req/s, and the server's CPU microseconds per request."""
+    with pinned_server_process(__file__, "backend", env=env, root=root) as (port, pid):
+        url = f"http://127.0.0.1:{port}/api/negotiate"
+        wrk(url, script, 4, 1)  # warm-up
+        cpu = cpu_seconds(pid)
+        rps, out = wrk(url, script, args.connections, args.duration)
+        cpu = cpu_seconds(pid) - cpu
+        if "Non-2xx" in out:
+            raise RuntimeError(f"errors during the run:\n{out}")
+        return rps, cpu / requests_done(out) * 1e6
+
+
 def compare_telemetry(args: argparse.Namespace, script: Path) -> None:
     """Rounds alternating the telemetry variants; medians and ratios to ``before``."""
-    results: dict[str, list[float]] = {name: [] for name in TELEMETRY_VARIANTS}
-    with telemetry_variants(args.telemetry) as variants:
+    rates: dict[str, list[float]] = {name: [] for name in TELEMETRY_VARIANTS}
+    costs: dict[str, list[float]] = {name: [] for name in TELEMETRY_VARIANTS}
+    with telemetry_variants(args.telemetry, args.sample_ratio) as variants:
         for _ in range(args.rounds):
             for name in TELEMETRY_VARIANTS:
                 env, root = variants[name]
-                rps = run_round("backend", args, script, env, root)
-                results[name].append(rps)
-                print(f"{name:10s} {rps:10.0f} req/s", flush=True)
-    before = statistics.median(results["before"])
+                rps, cpu = telemetry_round(args, script, env, root)
+                rates[name].append(rps)
+                costs[name].append(cpu)
+                print(f"{name:10s} {rps:10.0f} req/s {cpu:7.1f} us CPU/request", flush=True)
+    print(f"(sampled: parentbased_traceidratio {args.sample_ratio})")
+    before = statistics.median(rates["before"])
+    before_cpu = statistics.median(costs["before"])
     for name in TELEMETRY_VARIANTS:
-        median = statistics.median(results[name])
-        print(f"median {name:10s} {median:10.0f} req/s  ratio to before {median / before:.3f}")
+        median = statistics.median(rates[name])
+        cpu = statistics.median(costs[name])
+        print(
+            f"median {name:10s} {median:10.0f} req/s ({median / before:.3f} of before)  "
+            f"{cpu:7.1f} us CPU/request ({before_cpu / cpu:.3f} of before's throughput per CPU)"
+        )
 
 
 if __name__ == "__main__":

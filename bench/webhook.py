@@ -25,7 +25,10 @@ webhook served by FastAPI's router and request machinery alone.
 
 ``--telemetry <commit>`` replaces part 1's servers with the backend of ``<commit>`` (before
 telemetry) and this tree's with tracing off (the default), tracing on (OTLP to a local
-sink) and metrics off, in alternating rounds, and prints each one's ratio to the older one.
+sink; every request sampled, then ``--sample-ratio``, default 0.01, with
+``parentbased_traceidratio``) and metrics off, in alternating rounds, and prints each one's
+ratio to the older one: of the median req/s, and of the server's median CPU time per
+request (steadier on a shared machine).
 
 Needs Debian's ``wrk`` (``apt-get install wrk``) and ``taskset`` for part 1.
 """
@@ -49,10 +52,14 @@ from typing import Any
 
 from _support import (
     ROOT,
+    SAMPLE_RATIO,
     TELEMETRY_VARIANTS,
     answer_lifespan,
+    cpu_seconds,
     free_port,
     pinned_server,
+    pinned_server_process,
+    requests_done,
     telemetry_variants,
     wait_ready,
     wrk,
@@ -183,12 +190,42 @@ def run_round(
         return {"accepted": accepted, "rejected": rejected}
 
 
+def telemetry_round(
+    args: argparse.Namespace,
+    scripts: dict[str, Path],
+    env: dict[str, str],
+    root: Path | None,
+) -> dict[str, tuple[float, float]]:
+    """One backend run per path: req/s, and the server's CPU microseconds per request."""
+    answers: dict[str, tuple[float, float]] = {}
+    with pinned_server_process(__file__, "backend", env=env, root=root) as (port, pid):
+        url = f"http://127.0.0.1:{port}{PATH}"
+        wrk(url, scripts["accepted"], 4, 1)  # warm-up
+        for path, script in scripts.items():
+            cpu = cpu_seconds(pid)
+            rps, out = wrk(url, script, args.connections, args.duration)
+            cpu = cpu_seconds(pid) - cpu
+            done = requests_done(out)
+            match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+            errors = int(match.group(1)) if match is not None else 0
+            if errors != (done if path == "rejected" else 0):
+                raise RuntimeError(f"the {path} path did not answer as expected:\n{out}")
+            answers[path] = (rps, cpu / done * 1e6)
+    return answers
+
+
 def compare_telemetry(args: argparse.Namespace) -> None:
     """Part 1 for the telemetry variants: alternating rounds, ratios to ``before``."""
-    results: dict[str, dict[str, list[float]]] = {
+    rates: dict[str, dict[str, list[float]]] = {
         name: {"accepted": [], "rejected": []} for name in TELEMETRY_VARIANTS
     }
-    with tempfile.TemporaryDirectory() as tmp, telemetry_variants(args.telemetry) as variants:
+    costs: dict[str, dict[str, list[float]]] = {
+        name: {"accepted": [], "rejected": []} for name in TELEMETRY_VARIANTS
+    }
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        telemetry_variants(args.telemetry, args.sample_ratio) as variants,
+    ):
         scripts = {
             "accepted": lua_script(Path(tmp), "accepted", webhook_headers()),
             "rejected": lua_script(Path(tmp), "rejected", webhook_headers(key="wrong-key")),
@@ -196,22 +233,30 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             for name in TELEMETRY_VARIANTS:
                 env, root = variants[name]
-                rps = run_round("backend", args, scripts, env, root)
-                for path, value in rps.items():
-                    results[name][path].append(value)
+                answers = telemetry_round(args, scripts, env, root)
+                for path, (rps, cpu) in answers.items():
+                    rates[name][path].append(rps)
+                    costs[name][path].append(cpu)
                 print(
-                    f"{name:10s} accepted {rps['accepted']:9.0f} req/s   "
-                    f"rejected {rps['rejected']:9.0f} req/s",
+                    f"{name:10s} "
+                    + "   ".join(
+                        f"{path} {rps:7.0f} req/s {cpu:6.1f} us CPU"
+                        for path, (rps, cpu) in answers.items()
+                    ),
                     flush=True,
                 )
-    before = {p: statistics.median(v) for p, v in results["before"].items()}
-    for name in TELEMETRY_VARIANTS:
-        medians = {p: statistics.median(v) for p, v in results[name].items()}
-        print(
-            f"median {name:10s} accepted {medians['accepted']:9.0f} "
-            f"({medians['accepted'] / before['accepted']:.3f} of before)   rejected "
-            f"{medians['rejected']:9.0f} ({medians['rejected'] / before['rejected']:.3f})"
-        )
+    print(f"(sampled: parentbased_traceidratio {args.sample_ratio})")
+    for path in ("accepted", "rejected"):
+        before = statistics.median(rates["before"][path])
+        before_cpu = statistics.median(costs["before"][path])
+        for name in TELEMETRY_VARIANTS:
+            median = statistics.median(rates[name][path])
+            cpu = statistics.median(costs[name][path])
+            print(
+                f"median {path:8s} {name:10s} {median:8.0f} req/s ({median / before:.3f} of "
+                f"before)  {cpu:6.1f} us CPU/request ({before_cpu / cpu:.3f} of before's "
+                "throughput per CPU)"
+            )
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -458,6 +503,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100, help="round-trip clients (default 100)")
     parser.add_argument(
         "--telemetry", metavar="COMMIT", help="part 1: compare telemetry variants with COMMIT"
+    )
+    parser.add_argument(
+        "--sample-ratio", type=float, default=SAMPLE_RATIO, help="the sampled variant's ratio"
     )
     parser.add_argument("--skip-rps", action="store_true", help="skip the throughput part")
     parser.add_argument("--skip-latency", action="store_true", help="skip the round-trip part")

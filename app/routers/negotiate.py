@@ -75,11 +75,16 @@ async def negotiate_response(
             telemetry.failed(span, getattr(exc, "error_code", None) or type(exc).__name__)
             # edge_status: a hub's negotiate hook may call the service, whose errors carry
             # the service's status (0 when it did not answer), not ours.
-            return edge_status(exc), json.dumps(error_body(exc)).encode()
+            status = edge_status(exc)
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", status)
+            return status, json.dumps(error_body(exc)).encode()
         if metrics is not None:
             metrics.negotiated()
-        if info.user_id is not None and span.is_recording():
-            span.set_attribute("enduser.id", info.user_id)
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", 200)
+            if info.user_id is not None:
+                span.set_attribute("enduser.id", info.user_id)
     body = json.dumps({"url": info.url, "accessToken": info.access_token}).encode()
     return 200, body
 
@@ -93,6 +98,15 @@ class NegotiateFastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    @staticmethod
+    def serves(scope: Scope) -> bool:
+        """Whether this fast path answers the request (its span is the request's)."""
+        return (
+            scope["type"] == "http"
+            and scope["method"] in ("POST", "GET")
+            and _PATH.match(scope["path"]) is not None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "GET"):

@@ -82,6 +82,13 @@ class UpstreamFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
+    @staticmethod
+    def serves(scope: Scope) -> bool:
+        """Whether this fast path answers the request (its span is the request's)."""
+        return bool(
+            scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST"
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)

@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from app.telemetry import BackendMetrics, JsonFormatter, Telemetry, current_trace_id
@@ -196,3 +197,44 @@ def test_json_log_lines_carry_the_trace_id(telemetry: Telemetry) -> None:
     assert entry["time"].endswith("+00:00")
     outside = json.loads(JsonFormatter().format(record))
     assert "trace_id" not in outside and current_trace_id() is None
+
+
+def test_an_exception_escaping_a_request_span_fails_it_and_restores_the_context(
+    telemetry: Telemetry, exporter: InMemorySpanExporter
+) -> None:
+    """An exception leaving the webhook's block is recorded on its span, marked failed,
+    and the span stops being the current one."""
+    with (
+        pytest.raises(ValueError),
+        telemetry.webhook(hub="chat", category="messages") as span,
+    ):
+        assert trace.get_current_span() is span
+        raise ValueError("boom")
+    assert not trace.get_current_span().get_span_context().is_valid
+    (finished,) = exporter.get_finished_spans()
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.status.description == "ValueError: boom"
+    assert [event.name for event in finished.events] == ["exception"]
+
+
+def test_an_unsampled_request_makes_no_child_spans_but_keeps_its_trace_id(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Under a request span its sampler dropped, the hub method and REST helpers make no
+    spans (they would be dropped too); logs still get the request's trace id."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = Telemetry(BackendMetrics(), tracer_provider=provider)
+    with telemetry.webhook(hub="chat", category="messages", connection_id="c1") as request:
+        assert not request.is_recording() and request.get_span_context().is_valid
+        with telemetry.hub_method("chat", "messages", "echo", "c1") as method:
+            assert not method.is_recording()
+            assert trace.get_current_span() is request
+            with telemetry.rest_call("send_to_all", "http://localhost:8888") as call:
+                assert not call.span.is_recording()
+                call.done(202)
+            assert current_trace_id() == format(request.get_span_context().trace_id, "032x")
+    assert exporter.get_finished_spans() == ()
+    registry = telemetry.metrics.registry  # type: ignore[union-attr]
+    sample = {"operation": "send_to_all", "status": "202"}
+    assert registry.get_sample_value("signalr_rest_requests_total", sample) == 1
