@@ -124,7 +124,7 @@ async def run(port: int, count: int, rounds: int) -> bool:
     async with SignalRService.open(settings) as service:
         # The raw request the service makes, with a token minted the same way.
         path = "/api/hubs/chat/:send?api-version=" + settings.api_version
-        token = service._token(0, path)
+        token, _ = service._token_entry(0, path)
         url = base + path
         body = b'{"target":"newMessage","arguments":[{"sender":"bench","text":"hello"}]}'
         headers = {
