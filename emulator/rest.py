@@ -205,7 +205,9 @@ async def invoke_connection(call: Call) -> Result:
     conn.pending_results[invocation_id] = future
     message = dataclasses.replace(payload, invocation_id=invocation_id)
     try:
-        conn.enqueue(codec.encode(message))
+        data = codec.encode(message)
+        if conn.enqueue(data):
+            call.state.metrics.messages_out(1, len(data))
         async with asyncio.timeout(_INVOKE_TIMEOUT):
             completion = await future
     except TimeoutError as exc:

@@ -177,18 +177,18 @@ class HubSession:
             finally:
                 conn.in_call = False
                 conn.last_received = time.monotonic()
-            if reply:
-                conn.enqueue(reply)
+            if reply and conn.enqueue(reply):
+                self._state.metrics.messages_out(1, len(reply))  # the service bills it
         elif isinstance(message, StreamInvocationMessage):
             assert conn.codec is not None
-            conn.enqueue(
-                conn.codec.encode(
-                    CompletionMessage(
-                        invocation_id=message.invocation_id,
-                        error="Streaming is not supported in serverless mode.",
-                    )
+            refusal = conn.codec.encode(
+                CompletionMessage(
+                    invocation_id=message.invocation_id,
+                    error="Streaming is not supported in serverless mode.",
                 )
             )
+            if conn.enqueue(refusal):
+                self._state.metrics.messages_out(1, len(refusal))
         elif isinstance(message, CompletionMessage):
             pending = conn.pending_results
             future = pending.pop(message.invocation_id, None) if pending else None

@@ -195,6 +195,55 @@ async def test_failing_upstream_is_counted_by_status(node: NodeProcess) -> None:
                 assert value(values, "signalr_messages_total", direction="inbound") == 1
 
 
+async def test_completions_and_client_invocations_are_outbound_messages(
+    node: NodeProcess,
+) -> None:
+    """What the service sends a client is billed whatever its kind: the Completion answering
+    an invocation and a REST ``:invoke``'s Invocation count as outbound messages (with
+    their bytes), besides the upstream requests themselves."""
+    async with recording_server() as sink:
+        sink.responder = lambda recorded: Reply(204)  # an empty answer: a void Completion
+        async with running_emulator(upstream_url=sink.base_url + "/upstream") as emu:
+            token = emu.client_token("chat", user_id="u")
+            async with node.connect(
+                emu.client_url("chat"), access_token=token, results=("getAnswer",)
+            ) as client:
+                before = await metrics(emu)
+                assert await client.invoke("anything", 1) is None
+                after = await metrics(emu)
+                upstream_request = 1
+                completion = 1
+                assert (
+                    value(after, "signalr_messages_total", direction="outbound")
+                    - value(before, "signalr_messages_total", direction="outbound")
+                    == upstream_request + completion
+                )
+                invocation = sink.requests[-1].body  # the upstream request's body
+                completion_bytes = len(b'{"type":3,"invocationId":"0"}\x1e')
+                sent = value(after, "signalr_message_bytes_total", direction="outbound") - value(
+                    before, "signalr_message_bytes_total", direction="outbound"
+                )
+                assert sent == len(invocation) + completion_bytes
+
+                path = f"/api/hubs/chat/connections/{client.connection_id}/:invoke"
+                answered = await rest(
+                    emu, "POST", path, json={"target": "getAnswer", "arguments": [42]}
+                )
+                assert answered.status_code == 200, answered.text
+                assert answered.json() == {"result": 42}
+                last = await metrics(emu)
+                assert (
+                    value(last, "signalr_messages_total", direction="outbound")
+                    - value(after, "signalr_messages_total", direction="outbound")
+                    == 1
+                )
+                assert (
+                    value(last, "signalr_billed_messages_total")
+                    - value(after, "signalr_billed_messages_total")
+                    == 1
+                )
+
+
 @pytest.mark.parametrize(
     ("settings", "root", "metrics_status"),
     [
