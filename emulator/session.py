@@ -116,16 +116,7 @@ class HubSession:
         except HubProtocolError as exc:
             logger.info("Connection %s: handshake refused: %s", conn.connection_id, exc)
             conn.enqueue(encode_handshake_response(exc.close_reason))
-            conn.close(exc.close_reason, category=CloseReason.HANDSHAKE_ERROR)
-            self._state.metrics.connection_refused(CloseReason.HANDSHAKE_ERROR)
-            self._state.trace.publish(
-                "connection.closed",
-                hub=conn.hub,
-                connectionId=conn.connection_id,
-                userId=conn.user_id,
-                reason=CloseReason.HANDSHAKE_ERROR.value,
-                error=exc.close_reason,
-            )
+            conn.close(exc.close_reason, category=CloseReason.HANDSHAKE_ERROR)  # see finish
             return b""
         remaining = self._handshake.remaining
         self._handshake = None
@@ -199,17 +190,8 @@ class HubSession:
         # Ping: a sign of life only. Completions answer REST :invoke calls; stream items,
         # cancels, Ack and Sequence are not forwarded in serverless mode.
 
-    async def finish(self, error: str | None = None) -> None:
-        """The connection ended: drop it from the registry and report it upstream."""
+    def _publish_closed(self, category: CloseReason, error: str | None) -> None:
         conn = self.conn
-        if not conn.closed:
-            conn.abort(error)
-        self._state.registry.remove(conn)
-        if self._context is None:
-            return
-        reason = error if error is not None else conn.close_error
-        category = conn.close_category or CloseReason.NORMAL
-        self._state.metrics.connection_closed(conn.hub, conn.transport, category)
         self._state.trace.publish(
             "connection.closed",
             hub=conn.hub,
@@ -217,8 +199,26 @@ class HubSession:
             userId=conn.user_id,
             transport=getattr(conn.transport, "value", conn.transport),
             reason=category.value,
-            error=reason,
+            error=error,
         )
+
+    async def finish(self, error: str | None = None) -> None:
+        """The connection ended: drop it from the registry and report it upstream."""
+        conn = self.conn
+        if not conn.closed:
+            conn.abort(error)
+        self._state.registry.remove(conn)
+        reason = error if error is not None else conn.close_error
+        if self._context is None:
+            # Never opened: counted only when closed for a reason (a refused handshake, or
+            # none in time), not when the client just went away before its handshake.
+            if conn.close_category is not None:
+                self._state.metrics.connection_refused(conn.close_category)
+                self._publish_closed(conn.close_category, reason)
+            return
+        category = conn.close_category or CloseReason.NORMAL
+        self._state.metrics.connection_closed(conn.hub, conn.transport, category)
+        self._publish_closed(category, reason)
         logger.info(
             "Disconnected: connection %s hub %s%s",
             conn.connection_id,

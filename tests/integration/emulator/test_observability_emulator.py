@@ -10,11 +10,14 @@ per started 2 KB outbound (``articles/azure-signalr/signalr-concept-messages-and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.emulator import RunningEmulator, running_emulator
@@ -242,6 +245,38 @@ async def test_completions_and_client_invocations_are_outbound_messages(
                     - value(after, "signalr_billed_messages_total")
                     == 1
                 )
+
+
+@pytest.mark.parametrize("handshake", [None, {"protocol": "nope", "version": 1}])
+async def test_connection_without_a_valid_handshake_counts_once_as_handshake_error(
+    handshake: dict[str, Any] | None,
+) -> None:
+    """A WebSocket that never sends its handshake (closed at the handshake timeout) and one
+    that sends an unsupported protocol each count one ``HandshakeError`` close and one user
+    error, and show as a ``connection.closed`` event with that reason."""
+    async with running_emulator(handshake_timeout=0.3) as emu:
+        token = emu.client_token("chat", user_id="h")
+        url = emu.client_url("chat").replace("http://", "ws://") + f"&access_token={token}"
+        async with websockets.connect(url) as ws:
+            if handshake is not None:
+                await ws.send(json.dumps(handshake) + "\x1e")
+            async with asyncio.timeout(10):
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        await ws.recv()
+
+        async def counted() -> None:
+            values = await metrics(emu)
+            assert value(values, "signalr_connections_closed_total", reason="HandshakeError") == 1
+            assert value(values, "signalr_user_errors_total") == 1
+
+        await eventually(counted)
+        await asyncio.sleep(0.3)  # nothing counted twice
+        values = await metrics(emu)
+        assert value(values, "signalr_connections_closed_total", reason="HandshakeError") == 1
+        assert value(values, "signalr_connections_closed_total", reason="Normal") == 0
+        closes = [e for e in emu.app.state.trace.history() if e["type"] == "connection.closed"]
+        assert [e["reason"] for e in closes] == ["HandshakeError"]
 
 
 @pytest.mark.parametrize(
