@@ -35,6 +35,7 @@ from app.functions_settings import (
     functions_environ,
     read_local_settings,
 )
+from signalr_protocol import settings_errors
 from signalr_protocol.connection_string import (
     ServiceEndpoint,
     emulator_connection_string,
@@ -347,22 +348,7 @@ def _parse_named(text: str, setting: str) -> ServiceEndpoint:
 
 def env_name(field: str) -> str:
     """The environment variable of a :class:`Settings` field (``port`` -> ``SIGNALR_PORT``)."""
-    info = Settings.model_fields.get(field)
-    if info is not None and isinstance(info.validation_alias, AliasChoices):
-        first = info.validation_alias.choices[0]
-        if isinstance(first, str):
-            return first
-    if info is None and _is_alias(field):
-        return field  # pydantic reports a value read by its alias under the alias
-    return f"SIGNALR_{field.upper()}"
-
-
-def _is_alias(name: str) -> bool:
-    for info in Settings.model_fields.values():
-        alias = info.validation_alias
-        if alias == name or (isinstance(alias, AliasChoices) and name in alias.choices):
-            return True
-    return False
+    return settings_errors.env_name(Settings, field)
 
 
 def describe_settings_error(exc: Exception) -> str:
@@ -372,20 +358,10 @@ def describe_settings_error(exc: Exception) -> str:
     variable (``SIGNALR_PORT``, ``AzureSignalRConnectionString``) and pydantic's message
     without its boilerplate (no "1 validation error for Settings", no URL, no input).
     Anything else (a ``local.settings.json`` error, a hub that cannot load): its message.
+    The emulator formats its own with the same core function
+    (:func:`signalr_protocol.settings_errors.describe_settings_error`).
     """
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return " ".join(str(exc).split())
-    lines: list[str] = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        loc = error.get("loc") or ()
-        if loc and isinstance(loc[0], str):
-            lines.append(f"{env_name(loc[0])}: {message}")
-        else:
-            lines.append(message)  # a model check: its message names the settings
-    return "\n".join(" ".join(line.split()) for line in lines)
+    return settings_errors.describe_settings_error(exc, Settings)
 
 
 def _endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
