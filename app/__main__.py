@@ -9,12 +9,13 @@ Without a connection string, the local emulator runs too, on ``SIGNALR_EMULATOR_
 ``http://127.0.0.1:<port>/runtime/webhooks/signalr``. A gateway key is generated for that
 local setup when ``GATEWAY_API_KEYS`` is unset, and printed.
 
-The launcher is the emulator's (:mod:`emulator.runner`, :mod:`emulator.logs`): both listening
-sockets are bound before anything starts, so a busy port is reported at once and port ``0``
-(any free port) works for both; the settings of both servers are built here and passed to
-them. Ctrl-C or SIGTERM stops the emulator first, then the backend, each with a bounded grace
-period; a second Ctrl-C forces the exit. This is the only module of ``app`` that imports
-``emulator``.
+The launcher is the emulator's (:mod:`emulator.runner`), the log set-up the core's
+(:mod:`signalr_protocol.logsafe`, through :func:`app.telemetry.configure_logging`): both
+listening sockets are bound before anything starts, so a busy port is reported at once and
+port ``0`` (any free port) works for both; the settings of both servers are built here and
+passed to them. Ctrl-C or SIGTERM stops the emulator first, then the backend, each with a
+bounded grace period; a second Ctrl-C forces the exit. This is the only module of ``app``
+that imports ``emulator``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ from pydantic_settings import SettingsError
 from app.exceptions import ConfigurationError
 from app.main import create_app
 from app.settings import Settings, describe_settings_error
-from app.telemetry import TelemetryError, configure_log_format, configure_tracing
+from app.telemetry import TelemetryError, configure_logging, configure_tracing
 from emulator.errors import EmulatorError
-from emulator.logs import configure_logging
 from emulator.runner import (
     EmulatorServer,
     Server,
@@ -281,14 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
                 return 2
         settings = Settings(**overrides)
+        # SIGNALR_LOG_FORMAT=json: one JSON object per line with the trace and span ids;
+        # either way tokens are redacted and control characters escaped.
         configure_logging(
             settings.log_level,
+            settings.log_format,
             # uvicorn's start-up lines would only repeat the banner.
             uvicorn_level="debug" if settings.log_level == "debug" else "warning",
         )
-        # SIGNALR_LOG_FORMAT=json: the same stderr handler (tokens still redacted), one
-        # JSON object per line with the trace and span ids.
-        configure_log_format(settings.log_format)
         try:
             configure_tracing()  # OTEL_* / APPLICATIONINSIGHTS_CONNECTION_STRING, once
         except TelemetryError as exc:

@@ -42,7 +42,7 @@ from app.telemetry import (
     BackendMetrics,
     Telemetry,
     bridge_to_opentelemetry,
-    configure_log_format,
+    configure_served_logging,
     configure_tracing,
     fastapi_options,
 )
@@ -185,11 +185,9 @@ def __getattr__(name: str) -> Any:
             settings = get_settings()
         except (ValidationError, SettingsError) as exc:
             _exit_on_settings_error(exc)
-        # uvicorn configured logging itself; JSON lines need our formatter on its handlers.
-        configure_log_format(settings.log_format)
-        for name in ("uvicorn", "uvicorn.access"):
-            if logging.getLogger(name).handlers:
-                configure_log_format(settings.log_format, logging.getLogger(name))
+        # uvicorn configured its own loggers and left ours to Python's last resort: give
+        # them the same safe lines (tokens redacted, controls escaped) as ``python -m app``.
+        configure_served_logging(settings.log_level, settings.log_format)
         try:
             application = create_app(settings)
         except ConfigurationError as exc:  # SIGNALR_HUBS names something that won't load

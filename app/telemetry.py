@@ -51,23 +51,25 @@ No connection id, user id, group or target name is ever a label: an unknown targ
 ``not_found`` outcome. With a metrics exporter configured (Azure Monitor or
 ``OTEL_METRICS_EXPORTER``), :func:`bridge_to_opentelemetry` exports the same values there.
 
-**Logs.** ``SIGNALR_LOG_FORMAT=json`` (:func:`configure_log_format`): one JSON object per
-line with the trace and span ids of the current span.
+**Logs.** One safe line per record (:mod:`signalr_protocol.logsafe`: tokens redacted,
+control characters escaped), under ``python -m app`` (:func:`configure_logging`) and
+``uvicorn app.main:app`` (:func:`configure_served_logging`). ``SIGNALR_LOG_FORMAT=json``:
+one JSON object per line, with the trace and span ids of the current span
+(:class:`TraceContext`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -79,6 +81,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from app.exceptions import ConfigurationError
+from signalr_protocol import logsafe
 
 __all__ = [
     "AZURE_MONITOR_ENV",
@@ -91,13 +94,14 @@ __all__ = [
     "WEBHOOK_CATEGORIES",
     "WEBHOOK_OUTCOMES",
     "BackendMetrics",
-    "JsonFormatter",
     "RestCall",
     "Telemetry",
     "TelemetryConfig",
     "TelemetryError",
+    "TraceContext",
     "bridge_to_opentelemetry",
-    "configure_log_format",
+    "configure_logging",
+    "configure_served_logging",
     "configure_tracing",
     "current_trace_id",
     "fastapi_options",
@@ -801,39 +805,55 @@ def current_trace_id() -> str | None:
 # -- logs -------------------------------------------------------------------------------
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, the current ``trace_id``/``span_id`` when a span is recorded,
-    ``connection_id`` when the record carries one (``extra={"connection_id": ...}``), and
-    ``exception``."""
+class TraceContext(logging.Filter):
+    """Put the current span's ``trace_id`` and ``span_id`` on each record (a handler's
+    filter), for :class:`~signalr_protocol.logsafe.JsonFormatter`; nothing outside a span."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            entry["trace_id"] = format(context.trace_id, "032x")
-            entry["span_id"] = format(context.span_id, "016x")
-        connection_id = getattr(record, "connection_id", None)
-        if connection_id is not None:
-            entry["connection_id"] = connection_id
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "trace_id", None) is None:
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                record.trace_id = format(context.trace_id, "032x")
+                record.span_id = format(context.span_id, "016x")
+        return True
 
 
-def configure_log_format(log_format: str, root: logging.Logger | None = None) -> None:
-    """Use :class:`JsonFormatter` on the root logger's handlers for ``json`` (adding a
-    stderr handler if there is none); ``text`` leaves logging as it is."""
-    if log_format != "json":
-        return
-    root = root if root is not None else logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    formatter = JsonFormatter()
-    for handler in root.handlers:
-        handler.setFormatter(formatter)
+def configure_logging(level: str, log_format: str, *, uvicorn_level: str | None = None) -> None:
+    """The process's logging for ``python -m app``: one safe stderr handler
+    (:func:`signalr_protocol.logsafe.configure_logging`) with the trace ids of
+    :class:`TraceContext`."""
+    logsafe.configure_logging(
+        level, fmt=log_format, uvicorn_level=uvicorn_level, filters=(TraceContext(),)
+    )
+
+
+def configure_served_logging(level: str, log_format: str) -> None:
+    """Safe log lines under ``uvicorn app.main:app``, leaving uvicorn's own set-up in place.
+
+    uvicorn configures its loggers (``uvicorn`` to stderr, ``uvicorn.access`` to stdout)
+    and leaves the root logger alone, so the backend's records would reach Python's
+    last-resort handler, neither escaped nor redacted. So, once:
+
+    * with no handler on the root logger, the ``app`` logger gets one stderr handler with
+      the token and control-character filters (:func:`signalr_protocol.logsafe.secure_handler`)
+      and the text or JSON format; its level is ``level`` unless a log config set one;
+    * handlers already on the root logger (a ``--log-config`` of the user's) get the
+      filters, and the JSON formatter for ``json``;
+    * uvicorn's handlers get the filters too; their format is kept (``json`` replaces it).
+    """
+    filters = (TraceContext(),)
+    replace = log_format if log_format == "json" else None
+    root = logging.getLogger()
+    backend = logging.getLogger("app")
+    if root.handlers:
+        for handler in root.handlers:
+            logsafe.secure_handler(handler, replace, filters=filters)
+    elif not any(handler.get_name() == logsafe.HANDLER_NAME for handler in backend.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name(logsafe.HANDLER_NAME)
+        backend.addHandler(logsafe.secure_handler(handler, log_format, filters=filters))
+    if backend.level == logging.NOTSET:
+        backend.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            logsafe.secure_handler(handler, replace, filters=filters)

@@ -1,4 +1,4 @@
-"""``signalr-emulator [--host H] [--port P] [--config F] [--keyless] [--log-level L]``.
+"""``signalr-emulator [--host H] [--port P] [--config F] [--keyless] [--log-level L] ...``.
 
 The same program as ``python -m emulator``. Starts the emulator with uvicorn and prints the
 connection string to use, e.g. ``Endpoint=http://127.0.0.1;Port=8888;AccessKey=...;Version=1.0;``.
@@ -6,6 +6,8 @@ connection string to use, e.g. ``Endpoint=http://127.0.0.1;Port=8888;AccessKey=.
 ``EMULATOR_KEYLESS=true``) disables local auth: the connection string is then
 ``...;AuthType=azure.msi;...`` and the settings a backend needs are printed too.
 Settings not given on the command line come from ``EMULATOR_*`` environment variables.
+Log lines go to stderr, tokens redacted and control characters escaped; ``--log-format json``
+(``EMULATOR_LOG_FORMAT=json``) writes one JSON object per line.
 Ctrl-C or SIGTERM closes every client with a Close message allowing reconnect, then stops;
 a second one forces the exit.
 """
@@ -20,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from signalr_protocol.logsafe import LOG_FORMATS, configure_logging
+
 from .errors import EmulatorError
 from .identity import DEFAULT_IDENTITY_HEADER
-from .logs import configure_logging
 from .runner import EmulatorServer, ServerGroup, bind_socket, uvicorn_config
 from .server import EmulatorApp, create_app
 from .settings import EmulatorSettings
@@ -61,6 +64,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=str.lower,
         choices=LOG_LEVELS,
         help="log level (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        help="text, or json: one JSON object per line (EMULATOR_LOG_FORMAT, text)",
     )
     return parser.parse_args(argv)
 
@@ -166,7 +175,6 @@ def listen_error(host: str, port: int, exc: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
     args = _parse(argv)
-    configure_logging(args.log_level)
     overrides = {
         k: v
         for k, v in (
@@ -174,11 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("port", args.port),
             ("config", args.config),
             ("keyless", args.keyless),
+            ("log_format", args.log_format),
         )
         if v is not None
     }
     try:
         settings = EmulatorSettings(**overrides)
+        configure_logging(args.log_level, fmt=settings.log_format)
         app = create_app(settings)
     except (EmulatorError, ValueError, OSError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)

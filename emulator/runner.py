@@ -1,8 +1,8 @@
 """Serve ASGI apps with uvicorn: the emulator's options, listening sockets, one process runner.
 
-- :func:`server_config`: what every server of the project runs with (no uvicorn log handlers,
-  so :func:`emulator.logs.configure_logging` sees and redacts every line; no access log, as
-  request lines carry ``access_token`` queries; lifespan on).
+- :func:`server_config`: what every server of the project runs with (no uvicorn log
+  handlers, so :func:`signalr_protocol.logsafe.configure_logging` sees and redacts every
+  line; no access log, as request lines carry ``access_token`` queries; lifespan on).
 - :func:`uvicorn_config`: the emulator's configuration on top of it: the ``websockets-sansio``
   WebSocket protocol (which :mod:`emulator.fastpath` writes through; subclassed by
   :mod:`emulator.wsprotocol` so invalid UTF-8 is one log line), permessage-deflate off
@@ -170,7 +170,7 @@ def server_config(app: Any, *, log_level: str | None = None, **overrides: Any) -
     Args:
         app: the ASGI application.
         log_level: sets uvicorn's loggers to this level; ``None`` leaves them as
-            :func:`emulator.logs.configure_logging` set them.
+            :func:`signalr_protocol.logsafe.configure_logging` set them.
         **overrides: any other ``uvicorn.Config`` option.
     """
     options: dict[str, Any] = {

@@ -7,6 +7,7 @@ or by keyword in code and tests (``EmulatorSettings(port=0, keep_alive_interval=
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,9 @@ class EmulatorSettings(BaseSettings):
         trace_enabled: serve the live trace page at ``/`` and its ``/trace/*`` routes; off,
             ``/`` answers a line of text (for an emulator reachable beyond localhost).
         trace_history: events the live trace keeps for a page opened later.
+        log_format: ``text`` or ``json`` (one JSON object per line) for ``signalr-emulator``
+            (``--log-format``); the embedded emulator of ``serverless-signalr`` logs as the
+            backend does (``SIGNALR_LOG_FORMAT``).
     """
 
     model_config = SettingsConfigDict(env_prefix="EMULATOR_", extra="ignore")
@@ -109,6 +113,7 @@ class EmulatorSettings(BaseSettings):
     metrics_enabled: bool = True
     trace_enabled: bool = True
     trace_history: int = Field(default=1000, ge=0, le=1_000_000)
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def public_base(self) -> str:

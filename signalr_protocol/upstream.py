@@ -38,6 +38,7 @@ __all__ = [
     "CaseInsensitiveMapping",
     "UpstreamRequest",
     "encode_upstream_headers",
+    "header_text",
     "parse_client_query",
     "parse_upstream_headers",
     "parse_user_claims",
@@ -146,10 +147,14 @@ def _header_value(value: str) -> bytes:
     return _CONTROL.sub(" ", value).encode("utf-8", "replace")
 
 
-def _header_text(value: str) -> str:
-    # The reverse of _header_value: HTTP servers (and ASGI) hand a header over as one Latin-1
-    # character per byte, but the value was written as UTF-8 (as Kestrel reads it by default).
-    # A value that is not valid UTF-8 is kept as received.
+def header_text(value: str) -> str:
+    """A request header's value as its sender wrote it, UTF-8.
+
+    HTTP servers (and ASGI) hand a header over as one Latin-1 character per byte, but
+    clients (a UTF-8 terminal's ``curl``, the service's upstream calls) write UTF-8, which
+    is also how Kestrel reads headers by default: the bytes are read back as UTF-8. A
+    value that is not valid UTF-8 is kept as received.
+    """
     if value.isascii():
         return value
     try:
@@ -230,7 +235,7 @@ def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamRequest:
     """
     values: list[str] = []
     for name, key in _REQUIRED:
-        value = _header_text(headers.get(key, "")).strip()
+        value = header_text(headers.get(key, "")).strip()
         if not value:
             raise UpstreamFormatError(f"The {name} header is missing or empty.", header=name)
         values.append(value)
@@ -241,9 +246,9 @@ def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamRequest:
         category=category.lower(),
         event=event,
         connection_id=connection_id,
-        user_id=_header_text(headers.get("x-asrs-user-id", "")) or None,
-        claims=parse_user_claims(_header_text(claims) if claims else None),
-        query=_header_text(headers.get("x-asrs-client-query", "")),
+        user_id=header_text(headers.get("x-asrs-user-id", "")) or None,
+        claims=parse_user_claims(header_text(claims) if claims else None),
+        query=header_text(headers.get("x-asrs-client-query", "")),
         signature=headers.get("x-asrs-signature"),
     )
 

@@ -19,6 +19,7 @@ from signalr_protocol.connection_string import ServiceEndpoint
 from signalr_protocol.errors import InvalidNameError
 from signalr_protocol.names import validate_hub_name, validate_user_id
 from signalr_protocol.tokens import mint_client_token
+from signalr_protocol.upstream import header_text
 
 from .identity import AccessKeyUnavailableError, TemporaryAccessKey, mint_keyless_client_token
 from .principal import Identity, identity_from_headers
@@ -97,7 +98,8 @@ class Negotiator:
         if self._trusted:
             return identity_from_headers(headers)
         if self._dev_header:
-            user_id = headers.get(DEV_USER_HEADER)
+            # Read as the UTF-8 a terminal's curl sends: "José" stays "José".
+            user_id = header_text(headers.get(DEV_USER_HEADER, ""))
             if user_id:
                 return Identity(user_id=validate_user_id(user_id.strip()))
         return Identity()

@@ -29,6 +29,7 @@ from typing import Any
 from app.exceptions import PrincipalError
 from signalr_protocol.errors import PayloadError
 from signalr_protocol.limits import loads_json
+from signalr_protocol.upstream import header_text
 
 __all__ = ["Identity", "identity_from_headers", "parse_client_principal"]
 
@@ -166,17 +167,18 @@ def identity_from_headers(headers: Mapping[str, str]) -> Identity:
     Call only when the settings say these headers are trusted.
 
     Args:
-        headers: the request headers (a case-insensitive mapping, e.g. Starlette's).
+        headers: the request headers (a case-insensitive mapping, e.g. Starlette's); the
+            id and name are read as UTF-8 when their bytes are (a name "José" stays "José").
 
     Raises:
         PrincipalError: a malformed ``X-MS-CLIENT-PRINCIPAL``.
     """
     principal = headers.get("x-ms-client-principal")
     identity = parse_client_principal(principal) if principal else Identity()
-    principal_id = headers.get("x-ms-client-principal-id")
+    principal_id = header_text(headers.get("x-ms-client-principal-id", ""))
     if principal_id:
         identity.user_id = principal_id
-    name = headers.get("x-ms-client-principal-name")
+    name = header_text(headers.get("x-ms-client-principal-name", ""))
     if name and ("unique_name", name) not in identity.claims:
         identity.claims.append(("unique_name", name))
     return identity

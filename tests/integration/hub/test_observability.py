@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.settings import Settings
-from app.telemetry import BackendMetrics, JsonFormatter, Telemetry
+from app.telemetry import BackendMetrics, Telemetry, TraceContext
+from signalr_protocol.logsafe import JsonFormatter
 from tests.support.emulator import RunningEmulator, running_emulator, write_upstream_settings
 from tests.support.hubkit import invocation_body, signed_headers
 from tests.support.node import NODE, NodeClientError, NodeProcess, node_process
@@ -338,6 +339,7 @@ def json_log(logger_name: str) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(TraceContext())
     logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:

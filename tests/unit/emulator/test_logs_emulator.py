@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import wsprotocol
-from emulator.logs import configure_logging, escape_control
 from emulator.upstream_answer import MAX_REASON_LENGTH, webhook_reason
+from signalr_protocol.logsafe import configure_logging, escape_control
 
 
 @pytest.fixture

@@ -112,3 +112,15 @@ def test_no_headers_is_anonymous() -> None:
     """Without headers the identity is anonymous."""
     identity = identity_from_headers({})
     assert identity.user_id is None and identity.claims == []
+
+
+def test_principal_id_and_name_are_read_as_utf8() -> None:
+    """The id and name headers as a server hands them over (one Latin-1 character per
+    UTF-8 byte) are read back as the UTF-8 they were written in; other bytes stay as sent."""
+    as_served = "José 李".encode().decode("latin-1")
+    identity = identity_from_headers(
+        {"x-ms-client-principal-id": as_served, "x-ms-client-principal-name": as_served}
+    )
+    assert identity.user_id == "José 李"
+    assert ("unique_name", "José 李") in identity.claims
+    assert identity_from_headers({"x-ms-client-principal-id": "Jos\xe9"}).user_id == "Jos\xe9"

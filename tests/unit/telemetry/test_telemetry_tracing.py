@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -14,7 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
-from app.telemetry import BackendMetrics, JsonFormatter, Telemetry, current_trace_id
+from app.telemetry import BackendMetrics, Telemetry, TraceContext, current_trace_id
+from signalr_protocol.logsafe import JsonFormatter
 
 
 @pytest.fixture
@@ -185,17 +187,22 @@ def test_failed_marks_a_span_with_the_reason(
 
 def test_json_log_lines_carry_the_trace_id(telemetry: Telemetry) -> None:
     """SIGNALR_LOG_FORMAT=json: one object per line with trace id and connection id."""
-    record = logging.LogRecord("app", logging.WARNING, __file__, 1, "failed %s", ("x",), None)
-    record.connection_id = "c1"
+
+    def line() -> dict[str, Any]:
+        record = logging.LogRecord("app", logging.WARNING, __file__, 1, "failed %s", ("x",), None)
+        record.connection_id = "c1"
+        TraceContext().filter(record)
+        entry: dict[str, Any] = json.loads(JsonFormatter().format(record))
+        return entry
+
     with telemetry.hub_method("chat", "messages", "echo", "c1"):
-        line = JsonFormatter().format(record)
+        entry = line()
         trace_id = current_trace_id()
-    entry = json.loads(line)
     assert entry["message"] == "failed x" and entry["level"] == "WARNING"
     assert entry["trace_id"] == trace_id and len(entry["span_id"]) == 16
     assert entry["connection_id"] == "c1"
     assert entry["time"].endswith("+00:00")
-    outside = json.loads(JsonFormatter().format(record))
+    outside = line()
     assert "trace_id" not in outside and current_trace_id() is None
 
 
