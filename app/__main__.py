@@ -47,7 +47,10 @@ from emulator.runner import (
     uvicorn_config,
 )
 from emulator.server import create_app as create_emulator
-from emulator.settings import EmulatorSettings
+from emulator.settings import (
+    EmulatorSettings,
+    describe_settings_error as describe_emulator_settings_error,
+)
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
 __all__ = ["build_runner", "emulator_settings", "main", "mask_connection_string"]
@@ -196,6 +199,17 @@ def _settings_error(exc: Exception) -> str:
     return "\n".join(f"Invalid setting: {line}" for line in lines)
 
 
+def _emulator_settings_error(exc: Exception) -> str:
+    """An ``EMULATOR_*`` error as one line per problem: the variable named, as for the backend's.
+
+    A ``settings.json`` error (``EMULATOR_CONFIG``) is one line saying what is wrong in it.
+    """
+    lines = describe_emulator_settings_error(exc).splitlines() or ["invalid settings"]
+    if isinstance(exc, ValidationError | SettingsError):
+        return "\n".join(f"Invalid setting: {line}" for line in lines)
+    return "\n".join(f"Invalid emulator settings: {line}" for line in lines)
+
+
 def _wants_any_emulator_port(args: argparse.Namespace) -> bool:
     """True when the embedded emulator is to listen on any free port (port 0)."""
     if args.emulator_port is not None:
@@ -278,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 keyless_note = _go_keyless(settings, overrides, emulator_port, backend_port)
             except (EmulatorError, ValueError) as exc:
-                print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
+                print(_emulator_settings_error(exc), file=sys.stderr)
                 return 2
         settings = Settings(**overrides)
         # SIGNALR_LOG_FORMAT=json: one JSON object per line with the trace and span ids;
@@ -303,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_settings_error(exc), file=sys.stderr)
             return 2
         except (EmulatorError, ValueError) as exc:  # EMULATOR_* settings, EMULATOR_CONFIG's file
-            print(f"Invalid emulator settings:\n{exc}", file=sys.stderr)
+            print(_emulator_settings_error(exc), file=sys.stderr)
             return 2
         return runner.run(on_started=lambda: print(banner, flush=True))
     except KeyboardInterrupt:  # before the runner took over signal handling

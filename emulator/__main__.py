@@ -18,17 +18,17 @@ import argparse
 import errno
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from signalr_protocol.logsafe import LOG_FORMATS, configure_logging
 
-from .errors import EmulatorError
+from .errors import EmulatorConfigError, EmulatorError
 from .identity import DEFAULT_IDENTITY_HEADER
 from .runner import EmulatorServer, ServerGroup, bind_socket, uvicorn_config
 from .server import EmulatorApp, create_app
-from .settings import EmulatorSettings
+from .settings import EmulatorSettings, describe_settings_error
 from .upstream import UpstreamTemplate
 
 __all__ = ["main"]
@@ -172,6 +172,17 @@ def listen_error(host: str, port: int, exc: OSError) -> str:
     return f"emulator: cannot listen on {address}: {reason}. {fix}"
 
 
+def settings_error(exc: BaseException, flags: Collection[str] = ()) -> str:
+    """A settings error as the user reads it: one line per problem, naming the variable.
+
+    ``emulator: invalid setting: EMULATOR_TRACE_HISTORY: Input should be a valid integer...``;
+    a field in ``flags`` came from the command line and is named by its option (``--port``).
+    """
+    names = {field: "--" + field.replace("_", "-") for field in flags}
+    lines = describe_settings_error(exc, names=names).splitlines() or ["invalid settings"]
+    return "\n".join(f"emulator: invalid setting: {line}" for line in lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
     args = _parse(argv)
@@ -188,10 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = EmulatorSettings(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError, pydantic-settings' SettingsError
+        print(settings_error(exc, flags=overrides), file=sys.stderr)
+        return 2
+    try:
         configure_logging(args.log_level, fmt=settings.log_format)
         app = create_app(settings)
+    except EmulatorConfigError as exc:  # EMULATOR_UPSTREAM_URL, or EMULATOR_CONFIG's file
+        field = "upstream_url" if settings.upstream_url is not None else "config"
+        setting = f"--{field}" if field in overrides else f"EMULATOR_{field.upper()}"
+        print(f"emulator: invalid setting: {setting}: {exc}", file=sys.stderr)
+        return 2
     except (EmulatorError, ValueError, OSError) as exc:
-        print(f"emulator: {exc}", file=sys.stderr)
+        print(f"emulator: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,17 +6,20 @@ or by keyword in code and tests (``EmulatorSettings(port=0, keep_alive_interval=
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signalr_protocol import settings_errors
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 
 from .identity import DEFAULT_IDENTITY_HEADER, DEFAULT_TENANT_ID
 
-__all__ = ["EmulatorSettings"]
+__all__ = ["EmulatorSettings", "describe_settings_error"]
 
 
 class EmulatorSettings(BaseSettings):
@@ -127,6 +130,29 @@ class EmulatorSettings(BaseSettings):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "must be http(s)://host[:port] with no path, such as http://emulator:8888"
+            )
+        return value
+
     @property
     def keys(self) -> tuple[str, ...]:
         """The access keys accepted for signatures: primary first, then secondary."""
@@ -164,3 +190,17 @@ class EmulatorSettings(BaseSettings):
         return emulator_connection_string(
             host=host, port=self.port if port is None else port, access_key=self.access_key
         )
+
+
+def describe_settings_error(exc: BaseException, *, names: Mapping[str, str] | None = None) -> str:
+    """One line per problem of an :class:`EmulatorSettings` error, naming the variable.
+
+    ``EMULATOR_TRACE_HISTORY: Input should be a valid integer ...``, not pydantic's
+    several lines naming the field ``trace_history``; the backend's settings errors read the
+    same (both use :func:`signalr_protocol.settings_errors.describe_settings_error`).
+
+    Args:
+        exc: the error raised while building the settings.
+        names: what to call fields given another way, e.g. ``{"port": "--port"}``.
+    """
+    return settings_errors.describe_settings_error(exc, EmulatorSettings, names=names)
