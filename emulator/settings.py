@@ -1,7 +1,8 @@
 """Settings of the emulator (environment prefix ``EMULATOR_``).
 
-Every field can be set from the environment (``EMULATOR_PORT=9000``), from a ``.env`` file,
-or by keyword in code and tests (``EmulatorSettings(port=0, keep_alive_interval=1)``).
+Every field can be set from the environment (``EMULATOR_PORT=9000``), from a ``.env`` file in
+the working directory (the same file the backend reads; the environment wins), or by keyword
+in code and tests (``EmulatorSettings(port=0, keep_alive_interval=1)``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,13 @@ class EmulatorSettings(BaseSettings):
             backend does (``SIGNALR_LOG_FORMAT``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="EMULATOR_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="EMULATOR_",
+        env_file=".env",
+        extra="ignore",
+        # Validation errors must not echo inputs: they may hold access keys.
+        hide_input_in_errors=True,
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8888, ge=0, le=65535)
@@ -129,6 +136,12 @@ class EmulatorSettings(BaseSettings):
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _empty_config_is_unset(cls, value: object) -> object:
+        # ``EMULATOR_CONFIG=`` (set but empty) means no file, not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("public_url")
     @classmethod
