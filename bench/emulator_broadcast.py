@@ -317,16 +317,18 @@ async def main(args: argparse.Namespace) -> None:
             )
         ratio = median["emulator"]["deliveries_per_s"] / median["bare"]["deliveries_per_s"]
         cpu = {kind: median[kind]["cpu_us_per_delivery"] for kind in median}
+        # A run too short for the clock's resolution measures no CPU at all.
+        cpu_ratio = f"{cpu['emulator'] / cpu['bare']:.2f}x" if cpu["bare"] else "n/a (too short)"
         print(
             f"ratio emulator/bare: deliveries/s {ratio:.2f} (target >= 0.6), "
-            f"CPU per delivery {cpu['emulator'] / cpu['bare']:.2f}x"
+            f"CPU per delivery {cpu_ratio}"
         )
         if args.trace_page:
             watched = median["emulator+page"]
             print(
                 "trace page open / none: deliveries/s "
                 f"{watched['deliveries_per_s'] / median['emulator']['deliveries_per_s']:.3f}, "
-                f"CPU per delivery {watched['cpu_us_per_delivery'] / cpu['emulator']:.3f}x"
+                f"CPU per delivery {watched['cpu_us_per_delivery'] / (cpu['emulator'] or 1):.3f}x"
             )
 
 
