@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.exceptions import (
@@ -48,7 +50,7 @@ from app.telemetry import (
 )
 from signalr_protocol.errors import SignalRError
 
-__all__ = ["create_app"]
+__all__ = ["BackendApp", "create_app"]
 
 logger = logging.getLogger("app")
 
@@ -91,7 +93,46 @@ def _served_by_fast_path(scope: Any) -> bool:
     return negotiate.NegotiateFastPath.serves(scope) or upstream.UpstreamFastPath.serves(scope)
 
 
-def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
+class BackendApp(FastAPI):
+    """FastAPI, with negotiate and the webhook answered before FastAPI's own handling.
+
+    On these two hot routes FastAPI's per-request work (its telemetry check once a tracer
+    provider is installed, which walks the middleware stack; then the middleware stack
+    and routing) costs more than the answer. :meth:`__call__` hands them straight to their
+    fast paths (:class:`~app.routers.negotiate.NegotiateFastPath` behind its own CORS
+    middleware, :class:`~app.routers.upstream.UpstreamFastPath`); everything else (other
+    routes, lifespan, WebSockets) goes through FastAPI as usual. An exception escaping a
+    fast path reaches the server (uvicorn answers 500), as it did through FastAPI's
+    stack, whose error middleware answers 500 and re-raises.
+
+    Attributes:
+        negotiate_fast_path: the ASGI app serving negotiate, or ``None`` (FastAPI's route).
+        webhook_fast_path: the ASGI app serving the webhook, or ``None`` (FastAPI's route).
+    """
+
+    negotiate_fast_path: ASGIApp | None = None
+    webhook_fast_path: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if upstream.UpstreamFastPath.serves(scope):
+                fast = self.webhook_fast_path
+            elif negotiate.NegotiateFastPath.serves(scope):
+                fast = self.negotiate_fast_path
+            else:
+                fast = None
+            if fast is not None:
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                scope["app"] = self
+                await fast(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None, *, telemetry: Telemetry | None = None
+) -> BackendApp:
     """Build the backend.
 
     Args:
@@ -101,7 +142,8 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
             ``APPLICATIONINSIGHTS_CONNECTION_STRING`` variables.
 
     Returns:
-        The FastAPI application. Its lifespan opens the REST client; serve it with
+        The FastAPI application (a :class:`BackendApp`). Its lifespan opens the REST
+        client; serve it with
         uvicorn (``uvicorn app.main:app`` or ``python -m app``).
     """
     settings = settings if settings is not None else get_settings()
@@ -130,7 +172,7 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
                 )
             yield
 
-    app = FastAPI(
+    app = BackendApp(
         title="serverless-signalr",
         version=__version__,
         description=(
@@ -146,19 +188,22 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
     app.state.hubs = registry
     app.state.telemetry = telemetry
     app.state.webhook = Webhook.from_settings(settings, registry, telemetry=telemetry)
-    # Fast paths for the two hot routes (see their modules); added first so CORS, added
-    # after and hence outside them, also covers negotiate.
-    app.add_middleware(negotiate.NegotiateFastPath)
-    app.add_middleware(upstream.UpstreamFastPath)
+    # Fast paths for the two hot routes (see their modules and BackendApp); negotiate
+    # behind the same CORS middleware as the other routes. Preflights (OPTIONS) go
+    # through FastAPI's stack, whose CORS middleware answers them.
+    fallback = partial(FastAPI.__call__, app)  # not reached: BackendApp checks first
+    app.webhook_fast_path = upstream.UpstreamFastPath(fallback)
+    app.negotiate_fast_path = negotiate.NegotiateFastPath(fallback)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=settings.cors_credentials,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=_CORS_HEADERS,
-            max_age=600,
-        )
+        cors: dict[str, Any] = {
+            "allow_origins": settings.cors_origins,
+            "allow_credentials": settings.cors_credentials,
+            "allow_methods": ["GET", "POST", "OPTIONS"],
+            "allow_headers": _CORS_HEADERS,
+            "max_age": 600,
+        }
+        app.add_middleware(CORSMiddleware, **cors)
+        app.negotiate_fast_path = CORSMiddleware(app.negotiate_fast_path, **cors)
     app.add_exception_handler(SignalRError, _handle_signalr_error)
     http_errors.install(app)  # 422s and 404/405s in the same {"error", "type"} shape
     app.include_router(health.router)

@@ -67,18 +67,29 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from itertools import accumulate
 from types import TracebackType
 from typing import Any, Final, Literal
 
+import prometheus_client.metrics
 from fastapi import FastAPI
 from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from app.exceptions import ConfigurationError
 from signalr_protocol import logsafe
@@ -303,19 +314,6 @@ def _configure_sdk(otlp_implied: bool) -> None:
 # -- metrics ----------------------------------------------------------------------------
 
 
-class _Bounded:
-    """Maps values onto a fixed set of label values; anything else is :data:`OTHER`."""
-
-    __slots__ = ("_allowed", "_fallback")
-
-    def __init__(self, allowed: Iterable[str], fallback: str = OTHER) -> None:
-        self._allowed = frozenset(allowed)
-        self._fallback = fallback
-
-    def __call__(self, value: str | None) -> str:
-        return value if value is not None and value in self._allowed else self._fallback
-
-
 def _status(status: int | None) -> str:
     if status is None:
         return "error"
@@ -338,8 +336,43 @@ def outcome_for_status(status: int) -> str:
     return "error"
 
 
+class _Latency:
+    """One histogram's state: a count per bucket (the last one ``+Inf``) and the sum.
+
+    :meth:`observe` is a bisect on the bounds and two additions, with no lock: the
+    backend records from its event loop's thread only (requests, the REST client).
+    """
+
+    __slots__ = ("counts", "created", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation (``le`` bounds: a value equal to a bound is in it)."""
+        self.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """The cumulative buckets, as the exposition writes them."""
+        return list(zip(_LATENCY_LE, map(float, accumulate(self.counts)), strict=True))
+
+
+_LATENCY_LE: Final = (
+    *(floatToGoString(bound) for bound in _LATENCY_BUCKETS),  # type: ignore[no-untyped-call]
+    "+Inf",
+)
+
+
 class BackendMetrics:
     """The backend's Prometheus metrics (see the module docstring), on their own registry.
+
+    A request pays plain integer increments (and, for a latency, a bisect on the bucket
+    bounds); the registry reads the counts when scraped, through a custom collector, so
+    no ``prometheus_client`` lock is taken on the request path. Update it from the event
+    loop's thread (every caller in the backend does).
 
     Args:
         registry: where to register; by default a new one (one per app, so tests and
@@ -348,100 +381,161 @@ class BackendMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._category = _Bounded(WEBHOOK_CATEGORIES)
-        # An unknown outcome is a bug of the caller; count it as an error, not a new label.
-        self._outcome = _Bounded(WEBHOOK_OUTCOMES, fallback="error")
-        self._operation = _Bounded(REST_OPERATIONS)
-        self.negotiations = Counter(
-            "signalr_negotiate", "Negotiate requests answered with a URL and token.", registry=r
-        )
-        self.negotiate_errors = Counter(
-            "signalr_negotiate_errors", "Negotiate requests answered with an error.", registry=r
-        )
-        self.webhook_requests = Counter(
-            "signalr_webhook_requests",
-            "Upstream webhook requests, by category and outcome.",
-            ("category", "outcome"),
-            registry=r,
-        )
-        self.webhook_duration = Histogram(
-            "signalr_webhook_duration_seconds",
-            "Time to answer an upstream webhook request (body read to response).",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rest_requests = Counter(
-            "signalr_rest_requests",
-            "Data-plane REST calls to the SignalR Service, by operation and final status "
-            "('error': no answer).",
-            ("operation", "status"),
-            registry=r,
-        )
-        self.rest_duration = Histogram(
-            "signalr_rest_duration_seconds",
-            "Data-plane REST call latency, retries included, by operation.",
-            ("operation",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rest_retries = Counter(
-            "signalr_rest_retries", "Data-plane REST attempts that were retried.", registry=r
-        )
-        self.fire_and_forget_failures = Counter(
-            "signalr_fire_and_forget_failures",
-            "Handler failures no client was told about (send invocations, disconnects).",
-            ("category",),
-            registry=r,
-        )
-        self.endpoint_online = Gauge(
-            "signalr_endpoint_online",
-            "1 while the SignalR Service endpoint answers, 0 after a failed call or check.",
-            ("endpoint",),
-            registry=r,
-        )
-        # Pre-bound children for the hot paths (webhook: category x outcome).
-        self._webhook = {
-            (c, o): self.webhook_requests.labels(c, o)
-            for c in (*WEBHOOK_CATEGORIES, OTHER)
-            for o in WEBHOOK_OUTCOMES
+        self.created = time.time()
+        self.negotiations = 0
+        self.negotiate_errors = 0
+        self.rest_retries = 0
+        # Every category x outcome exists from the start (exported as 0 until counted).
+        self.webhook_requests = {
+            (c, o): 0 for c in (*WEBHOOK_CATEGORIES, OTHER) for o in WEBHOOK_OUTCOMES
         }
-        self._observe_webhook = self.webhook_duration.observe
+        self.webhook_duration = _Latency()
+        self.rest_requests: dict[tuple[str, str], int] = {}
+        self.rest_duration: dict[str, _Latency] = {}
+        self.fire_and_forget_failures: dict[str, int] = {}
+        self.endpoint_online: dict[str, int] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+        self.registry.register(_BackendCollector(self))
 
     def negotiated(self) -> None:
         """One negotiate request was answered with a URL and token."""
-        self.negotiations.inc()
+        self.negotiations += 1
 
     def negotiate_failed(self) -> None:
         """One negotiate request was answered with an error."""
-        self.negotiate_errors.inc()
+        self.negotiate_errors += 1
 
     def webhook(self, category: str | None, outcome: str, seconds: float) -> None:
         """One webhook request was answered."""
-        self._webhook[(self._category(category), self._outcome(outcome))].inc()
-        self._observe_webhook(seconds)
+        # An unknown outcome is a bug of the caller; count it as an error, not a new label.
+        self.webhook_requests[(_CATEGORY.get(category, OTHER), _OUTCOME.get(outcome, "error"))] += 1
+        self.webhook_duration.observe(seconds)
 
     def fire_and_forget_failed(self, category: str | None) -> None:
         """A handler failed and no client could be told (logged by the caller)."""
-        self.fire_and_forget_failures.labels(self._category(category)).inc()
+        label = _CATEGORY.get(category, OTHER)
+        counts = self.fire_and_forget_failures
+        if label not in counts:
+            self._created[("fire_and_forget", label)] = time.time()
+        counts[label] = counts.get(label, 0) + 1
 
     def rest_call(self, operation: str | None, status: int | None, seconds: float) -> None:
         """One REST call ended (after its retries) with ``status`` (``None``: no answer)."""
-        label = self._operation(operation)
-        self.rest_requests.labels(label, _status(status)).inc()
-        self.rest_duration.labels(label).observe(seconds)
+        key = (_OPERATION.get(operation, OTHER), _status(status))
+        counts = self.rest_requests
+        if key not in counts:
+            self._created[("rest", *key)] = time.time()
+        counts[key] = counts.get(key, 0) + 1
+        latency = self.rest_duration.get(key[0])
+        if latency is None:
+            latency = self.rest_duration[key[0]] = _Latency()
+        latency.observe(seconds)
 
     def rest_retried(self) -> None:
         """One REST attempt failed and will be retried."""
-        self.rest_retries.inc()
+        self.rest_retries += 1
 
     def endpoint_health(self, endpoint: str, online: bool) -> None:
         """Record what is known of a configured endpoint's health."""
-        self.endpoint_online.labels(endpoint).set(1 if online else 0)
+        self.endpoint_online[endpoint] = 1 if online else 0
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (the ``GET /metrics`` body)."""
         return generate_latest(self.registry)
+
+
+# Label value maps: a known value maps to itself, anything else misses (one dict lookup).
+_CATEGORY: Final[dict[str | None, str]] = {c: c for c in WEBHOOK_CATEGORIES}
+_OUTCOME: Final[dict[str | None, str]] = {o: o for o in WEBHOOK_OUTCOMES}
+_OPERATION: Final[dict[str | None, str]] = {o: o for o in REST_OPERATIONS}
+
+
+def _created_series() -> bool:
+    """Whether counters and histograms export ``_created`` (prometheus_client's switch:
+    ``PROMETHEUS_DISABLE_CREATED_SERIES``, ``disable_created_metrics()``)."""
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
+
+
+class _BackendCollector:
+    """Builds the exposition of :class:`BackendMetrics` when the registry is scraped:
+    the names, help texts, types and samples ``prometheus_client``'s own ``Counter``,
+    ``Histogram`` and ``Gauge`` would write for the same counts."""
+
+    def __init__(self, metrics: BackendMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        created = _created_series()
+        at = m._created.get
+
+        def counter(name: str, help_text: str, labels: Sequence[str] = ()) -> Any:
+            return CounterMetricFamily(name, help_text, labels=labels)
+
+        def add(family: Any, labels: Sequence[str], value: float, when: float | None) -> None:
+            family.add_metric(labels, value, created=when if created else None)
+
+        negotiate = counter("signalr_negotiate", _HELP["negotiate"])
+        add(negotiate, [], m.negotiations, m.created)
+        yield negotiate
+        errors = counter("signalr_negotiate_errors", _HELP["negotiate_errors"])
+        add(errors, [], m.negotiate_errors, m.created)
+        yield errors
+        webhook = counter("signalr_webhook_requests", _HELP["webhook"], ("category", "outcome"))
+        for (category, outcome), count in m.webhook_requests.items():
+            add(webhook, [category, outcome], count, m.created)
+        yield webhook
+        duration = HistogramMetricFamily("signalr_webhook_duration_seconds", _HELP["duration"])
+        _add_latency(duration, (), (), m.webhook_duration, created)
+        yield duration
+        rest = counter("signalr_rest_requests", _HELP["rest"], ("operation", "status"))
+        for (operation, status), count in list(m.rest_requests.items()):
+            add(rest, [operation, status], count, at(("rest", operation, status)))
+        yield rest
+        rest_duration = HistogramMetricFamily(
+            "signalr_rest_duration_seconds", _HELP["rest_duration"], labels=("operation",)
+        )
+        for operation, latency in list(m.rest_duration.items()):
+            _add_latency(rest_duration, ("operation",), (operation,), latency, created)
+        yield rest_duration
+        retries = counter("signalr_rest_retries", _HELP["retries"])
+        add(retries, [], m.rest_retries, m.created)
+        yield retries
+        failures = counter("signalr_fire_and_forget_failures", _HELP["failures"], ("category",))
+        for category, count in list(m.fire_and_forget_failures.items()):
+            add(failures, [category], count, at(("fire_and_forget", category)))
+        yield failures
+        online = GaugeMetricFamily("signalr_endpoint_online", _HELP["online"], labels=("endpoint",))
+        for endpoint, value in list(m.endpoint_online.items()):
+            online.add_metric([endpoint], value)
+        yield online
+
+
+def _add_latency(
+    family: HistogramMetricFamily,
+    names: tuple[str, ...],
+    labels: tuple[str, ...],
+    latency: _Latency,
+    created: bool,
+) -> None:
+    family.add_metric(labels, latency.buckets(), latency.total)
+    if created:  # what prometheus_client's Histogram adds (the family class has no argument)
+        labelled = dict(zip(names, labels, strict=True))
+        family.samples.append(Sample(family.name + "_created", labelled, latency.created))
+
+
+_HELP: Final = {
+    "negotiate": "Negotiate requests answered with a URL and token.",
+    "negotiate_errors": "Negotiate requests answered with an error.",
+    "webhook": "Upstream webhook requests, by category and outcome.",
+    "duration": "Time to answer an upstream webhook request (body read to response).",
+    "rest": "Data-plane REST calls to the SignalR Service, by operation and final status "
+    "('error': no answer).",
+    "rest_duration": "Data-plane REST call latency, retries included, by operation.",
+    "retries": "Data-plane REST attempts that were retried.",
+    "failures": "Handler failures no client was told about (send invocations, disconnects).",
+    "online": "1 while the SignalR Service endpoint answers, 0 after a failed call or check.",
+}
 
 
 def bridge_to_opentelemetry(

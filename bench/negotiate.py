@@ -171,12 +171,15 @@ def compare_telemetry(args: argparse.Namespace, script: Path) -> None:
     print(f"(sampled: parentbased_traceidratio {args.sample_ratio})")
     before = statistics.median(rates["before"])
     before_cpu = statistics.median(costs["before"])
+    off = statistics.median(rates["off"])
+    off_cpu = statistics.median(costs["off"])
     for name in TELEMETRY_VARIANTS:
         median = statistics.median(rates[name])
         cpu = statistics.median(costs[name])
         print(
-            f"median {name:10s} {median:10.0f} req/s ({median / before:.3f} of before)  "
-            f"{cpu:7.1f} us CPU/request ({before_cpu / cpu:.3f} of before's throughput per CPU)"
+            f"median {name:10s} {median:10.0f} req/s ({median / before:.3f} of before, "
+            f"{median / off:.3f} of off)  {cpu:7.1f} us CPU/request ({before_cpu / cpu:.3f} "
+            f"of before's throughput per CPU, {off_cpu / cpu:.3f} of off's)"
         )
 
 

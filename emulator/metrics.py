@@ -32,8 +32,9 @@ statuses are HTTP status codes (``error`` when no response came); hub names are 
 the first :data:`MAX_HUB_LABELS` hubs seen and the rest count as ``other``. No connection
 id, user id or group name is ever a label.
 
-Cost: every method is a few pre-bound counter increments; a fan-out counts once for all
-its receivers (:meth:`EmulatorMetrics.messages_out`), not once per receiver. Each app has
+Cost: every method is a few integer additions (no ``prometheus_client`` lock: a custom
+collector reads the counts when scraped); a fan-out counts once for all its receivers
+(:meth:`EmulatorMetrics.messages_out`), not once per receiver. Each app has
 its own :class:`~prometheus_client.CollectorRegistry`, so several emulators in one
 process (tests) keep separate counts.
 """
@@ -41,10 +42,22 @@ process (tests) keep separate counts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import accumulate
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client.metrics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from .lifecycle import Transport
 
@@ -220,8 +233,67 @@ class BoundedLabel:
         return OTHER
 
 
+class _Count:
+    """One counter's value and when it was made; :meth:`inc` is a plain addition (the
+    emulator counts from its event loop's thread only, so no lock)."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value: float = 0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount``."""
+        self.value += amount
+
+
+class _Counts(dict[tuple[str, ...], _Count]):
+    """A labelled counter: one :class:`_Count` per label values, made on first use."""
+
+    def __missing__(self, key: tuple[str, ...]) -> _Count:
+        count = self[key] = _Count()
+        return count
+
+
+class _Latency:
+    """One histogram's state: a count per bucket (the last one ``+Inf``) and the sum;
+    :meth:`observe` is a bisect on the bounds and two additions."""
+
+    __slots__ = ("counts", "created", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation (``le`` bounds: a value equal to a bound is in it)."""
+        self.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+class _Latencies(dict[str, _Latency]):
+    """A histogram labelled by one value: one :class:`_Latency` per value, made on first use."""
+
+    def __missing__(self, key: str) -> _Latency:
+        latency = self[key] = _Latency()
+        return latency
+
+
+_LATENCY_LE = (
+    *(floatToGoString(bound) for bound in _LATENCY_BUCKETS),  # type: ignore[no-untyped-call]
+    "+Inf",
+)
+
+
 class EmulatorMetrics:
     """The emulator's counters, on a registry of their own.
+
+    Counting is plain integer arithmetic (a latency adds a bisect on the bucket bounds);
+    the registry reads the counts when scraped, through a custom collector, so no
+    ``prometheus_client`` lock is taken on the message, fan-out or REST paths. Update it
+    from the event loop's thread (every caller in the emulator does).
 
     Args:
         registry: where to register; by default a new one.
@@ -235,152 +307,81 @@ class EmulatorMetrics:
         self, registry: CollectorRegistry | None = None, *, max_hubs: int = MAX_HUB_LABELS
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
         self._hub = BoundedLabel(cap=max_hubs)
         self._transport = BoundedLabel(TRANSPORTS)
         self._category = BoundedLabel(UPSTREAM_CATEGORIES)
         self._operation = BoundedLabel(REST_OPERATIONS)
         self._reason = BoundedLabel(CloseReason)
 
-        self.connections = Gauge(
-            "signalr_connections",
-            "Client connections open now (handshake done), by hub and transport.",
-            ("hub", "transport"),
-            registry=r,
-        )
-        self.opened = Counter(
-            "signalr_connections_opened",
-            "Client connections that completed their handshake, by transport.",
-            ("transport",),
-            registry=r,
-        )
-        self.closed = Counter(
-            "signalr_connections_closed",
-            "Client connections closed, by the service's close category.",
-            ("reason",),
-            registry=r,
-        )
-        self.messages = Counter(
-            "signalr_messages",
-            "Hub messages through the emulator (pings excluded); outbound counts each "
-            "receiver and each upstream request.",
-            ("direction",),
-            registry=r,
-        )
-        self.message_bytes = Counter(
-            "signalr_message_bytes",
-            "Bytes of the hub messages counted by signalr_messages_total.",
-            ("direction",),
-            registry=r,
-        )
-        self.billed = Counter(
-            "signalr_billed_messages",
-            "Outbound messages as the service bills them (one per started 2 KB).",
-            registry=r,
-        )
-        self.upstream = Counter(
-            "signalr_upstream_requests",
-            "Upstream (webhook) requests, by category and HTTP status ('error': no answer).",
-            ("category", "status"),
-            registry=r,
-        )
-        self.upstream_duration = Histogram(
-            "signalr_upstream_duration_seconds",
-            "Upstream request latency, by category.",
-            ("category",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rest = Counter(
-            "signalr_rest_requests",
-            "Data-plane REST API requests served, by operation and HTTP status.",
-            ("operation", "status"),
-            registry=r,
-        )
-        self.rest_duration = Histogram(
-            "signalr_rest_duration_seconds",
-            "Data-plane REST API request latency, by operation.",
-            ("operation",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.user_errors = Counter(
-            "signalr_user_errors",
-            "Requests and connections that failed because of the caller (4xx, bad tokens, "
-            "bad messages, slow clients).",
-            registry=r,
-        )
-        self.system_errors = Counter(
-            "signalr_system_errors",
-            "Requests and connections that failed inside the emulator (5xx).",
-            registry=r,
-        )
-        # Pre-bound children for the hot paths.
-        self._in_messages = self.messages.labels("inbound")
-        self._out_messages = self.messages.labels("outbound")
-        self._in_bytes = self.message_bytes.labels("inbound")
-        self._out_bytes = self.message_bytes.labels("outbound")
-        self._live: dict[tuple[str, str], Gauge] = {}
-        for direction in DIRECTIONS:  # export zeros from the start: rate() needs them
-            self.messages.labels(direction)
-            self.message_bytes.labels(direction)
+        self.connections: dict[tuple[str, str], int] = {}
+        self.opened = _Counts()
+        self.closed = _Counts()
+        # Both directions exported (as zeros) from the start: rate() needs them.
+        self.messages = _Counts({(direction,): _Count() for direction in DIRECTIONS})
+        self.message_bytes = _Counts({(direction,): _Count() for direction in DIRECTIONS})
+        self.billed = _Count()
+        self.upstream = _Counts()
+        self.upstream_duration = _Latencies()
+        self.rest = _Counts()
+        self.rest_duration = _Latencies()
+        self.user_errors = _Count()
+        self.system_errors = _Count()
+        # The hot paths' counts, bound once.
+        self._in_messages = self.messages[("inbound",)]
+        self._out_messages = self.messages[("outbound",)]
+        self._in_bytes = self.message_bytes[("inbound",)]
+        self._out_bytes = self.message_bytes[("outbound",)]
+        self.registry.register(_EmulatorCollector(self))
 
     # connections ---------------------------------------------------------------------
 
-    def _gauge(self, hub: str, transport: str | enum.Enum | None) -> Gauge:
+    def _gauge(self, hub: str, transport: str | enum.Enum | None, delta: int) -> str:
         key = (self._hub(hub), self._transport(_wire(transport)))
-        child = self._live.get(key)
-        if child is None:
-            child = self._live[key] = self.connections.labels(*key)
-        return child
+        self.connections[key] = self.connections.get(key, 0) + delta
+        return key[1]
 
     def connection_opened(self, hub: str, transport: str | enum.Enum | None) -> None:
         """A connection finished its handshake on ``hub`` over ``transport`` (its wire
         name, or a transport enum whose value is the wire name)."""
-        self._gauge(hub, transport).inc()
-        self.opened.labels(self._transport(_wire(transport))).inc()
+        self.opened[(self._gauge(hub, transport, 1),)].value += 1
 
     def connection_closed(
         self, hub: str, transport: str | enum.Enum | None, reason: CloseReason
     ) -> None:
         """A connection that had been counted open ended, for ``reason``."""
-        self._gauge(hub, transport).dec()
-        self.closed.labels(self._reason(reason)).inc()
-        if reason in _USER_ERROR_REASONS:
-            self.user_errors.inc()
-        elif reason is CloseReason.SERVICE_TRANSIENT_ERROR:
-            self.system_errors.inc()
+        self._gauge(hub, transport, -1)
+        self.connection_refused(reason)
 
     def connection_refused(self, reason: CloseReason) -> None:
         """A connection ended before it was counted open (handshake or token refused)."""
-        self.closed.labels(self._reason(reason)).inc()
+        self.closed[(self._reason(reason),)].value += 1
         if reason in _USER_ERROR_REASONS:
-            self.user_errors.inc()
+            self.user_errors.value += 1
         elif reason is CloseReason.SERVICE_TRANSIENT_ERROR:
-            self.system_errors.inc()
+            self.system_errors.value += 1
 
     # messages ------------------------------------------------------------------------
 
     def message_in(self, size: int = 0) -> None:
         """A client sent one hub message (not a ping) of ``size`` bytes (0 when the caller
         counts bytes per read with :meth:`bytes_in` instead)."""
-        self._in_messages.inc()
+        self._in_messages.value += 1
         if size:
-            self._in_bytes.inc(size)
+            self._in_bytes.value += size
 
     def bytes_in(self, size: int) -> None:
         """The client endpoint read ``size`` bytes of hub protocol (pings included: the
         transport cannot tell them apart before parsing)."""
-        self._in_bytes.inc(size)
+        self._in_bytes.value += size
 
     def messages_out(self, receivers: int, size: int) -> None:
         """One message of ``size`` bytes was queued for ``receivers`` connections (a
         fan-out counts once here, for all its receivers)."""
         if receivers <= 0:
             return
-        self._out_messages.inc(receivers)
-        self._out_bytes.inc(receivers * size)
-        self.billed.inc(receivers * billed_units(size))
+        self._out_messages.value += receivers
+        self._out_bytes.value += receivers * size
+        self.billed.value += receivers * billed_units(size)
 
     # upstream and REST ---------------------------------------------------------------
 
@@ -392,27 +393,152 @@ class EmulatorMetrics:
         The request itself is an outbound, billed message of ``body_size`` bytes.
         """
         label = self._category(category)
-        self.upstream.labels(label, status_label(status)).inc()
-        self.upstream_duration.labels(label).observe(seconds)
-        self._out_messages.inc()
-        self._out_bytes.inc(body_size)
-        self.billed.inc(billed_units(body_size))
+        self.upstream[(label, status_label(status))].value += 1
+        self.upstream_duration[label].observe(seconds)
+        self._out_messages.value += 1
+        self._out_bytes.value += body_size
+        self.billed.value += billed_units(body_size)
 
     def rest_request(self, operation: str | None, status: int, seconds: float) -> None:
         """The REST API answered one request (``operation`` ``None``: no route matched)."""
         label = self._operation(operation)
-        self.rest.labels(label, status_label(status)).inc()
-        self.rest_duration.labels(label).observe(seconds)
+        self.rest[(label, status_label(status))].value += 1
+        self.rest_duration[label].observe(seconds)
         if status >= 500:
-            self.system_errors.inc()
+            self.system_errors.value += 1
         elif status >= 400:
-            self.user_errors.inc()
+            self.user_errors.value += 1
 
     # exposition ----------------------------------------------------------------------
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (``GET /metrics``)."""
         return generate_latest(self.registry)
+
+
+class _EmulatorCollector:
+    """Builds the exposition of :class:`EmulatorMetrics` when the registry is scraped:
+    the names, help texts, types and samples ``prometheus_client``'s own ``Counter``,
+    ``Histogram`` and ``Gauge`` would write for the same counts."""
+
+    def __init__(self, metrics: EmulatorMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        created = bool(getattr(prometheus_client.metrics, "_use_created", True))
+        connections = GaugeMetricFamily(
+            "signalr_connections",
+            "Client connections open now (handshake done), by hub and transport.",
+            labels=("hub", "transport"),
+        )
+        for key, value in list(m.connections.items()):
+            connections.add_metric(key, value)
+        yield connections
+        yield _counter(
+            "signalr_connections_opened",
+            "Client connections that completed their handshake, by transport.",
+            ("transport",),
+            m.opened,
+            created,
+        )
+        yield _counter(
+            "signalr_connections_closed",
+            "Client connections closed, by the service's close category.",
+            ("reason",),
+            m.closed,
+            created,
+        )
+        yield _counter(
+            "signalr_messages",
+            "Hub messages through the emulator (pings excluded); outbound counts each "
+            "receiver and each upstream request.",
+            ("direction",),
+            m.messages,
+            created,
+        )
+        yield _counter(
+            "signalr_message_bytes",
+            "Bytes of the hub messages counted by signalr_messages_total.",
+            ("direction",),
+            m.message_bytes,
+            created,
+        )
+        yield _counter(
+            "signalr_billed_messages",
+            "Outbound messages as the service bills them (one per started 2 KB).",
+            (),
+            {(): m.billed},
+            created,
+        )
+        yield _counter(
+            "signalr_upstream_requests",
+            "Upstream (webhook) requests, by category and HTTP status ('error': no answer).",
+            ("category", "status"),
+            m.upstream,
+            created,
+        )
+        yield _histogram(
+            "signalr_upstream_duration_seconds",
+            "Upstream request latency, by category.",
+            "category",
+            m.upstream_duration,
+            created,
+        )
+        yield _counter(
+            "signalr_rest_requests",
+            "Data-plane REST API requests served, by operation and HTTP status.",
+            ("operation", "status"),
+            m.rest,
+            created,
+        )
+        yield _histogram(
+            "signalr_rest_duration_seconds",
+            "Data-plane REST API request latency, by operation.",
+            "operation",
+            m.rest_duration,
+            created,
+        )
+        yield _counter(
+            "signalr_user_errors",
+            "Requests and connections that failed because of the caller (4xx, bad tokens, "
+            "bad messages, slow clients).",
+            (),
+            {(): m.user_errors},
+            created,
+        )
+        yield _counter(
+            "signalr_system_errors",
+            "Requests and connections that failed inside the emulator (5xx).",
+            (),
+            {(): m.system_errors},
+            created,
+        )
+
+
+def _counter(
+    name: str,
+    documentation: str,
+    labels: tuple[str, ...],
+    counts: Mapping[tuple[str, ...], _Count],
+    created: bool,
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in list(counts.items()):
+        family.add_metric(values, count.value, created=count.created if created else None)
+    return family
+
+
+def _histogram(
+    name: str, documentation: str, label: str, latencies: Mapping[str, _Latency], created: bool
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=(label,))
+    for value, latency in list(latencies.items()):
+        buckets = list(zip(_LATENCY_LE, map(float, accumulate(latency.counts)), strict=True))
+        family.add_metric((value,), buckets, latency.total)
+        if created:  # what prometheus_client's Histogram adds (the family class has no argument)
+            family.samples.append(Sample(name + "_created", {label: value}, latency.created))
+    return family
 
 
 _USER_ERROR_REASONS = frozenset(
