@@ -94,7 +94,8 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 class NegotiateFastPath:
-    """Serve negotiate requests before FastAPI's router; pass everything else on."""
+    """Serve negotiate requests before FastAPI's router; pass everything else on
+    (``app.main.BackendApp`` calls it before ``FastAPI.__call__``, behind CORS)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

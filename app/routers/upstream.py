@@ -4,9 +4,10 @@ Thin: the checks, the status codes (docs/protocol.md §4.4) and the handler call
 :meth:`app.services.webhook.Webhook.dispatch_stream`.
 
 Two entrances share that one call: the documented FastAPI route (OpenAPI, and the fallback)
-and :class:`UpstreamFastPath`, a plain ASGI middleware that answers the webhook before
-FastAPI's routing and request machinery, which cost several times the dispatch itself on
-this hot path. ``app.main`` installs the middleware; behaviour is identical either way.
+and :class:`UpstreamFastPath`, a plain ASGI app that answers the webhook before FastAPI's
+routing and request machinery, which cost several times the dispatch itself on this hot
+path. ``app.main.BackendApp`` calls it before ``FastAPI.__call__``; it also works as a
+middleware (``app.add_middleware``). Behaviour is identical either way.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
 class UpstreamFastPath:
     """Serve ``POST /runtime/webhooks/signalr`` before FastAPI's router; pass the rest on.
 
-    Install with ``app.add_middleware(UpstreamFastPath)``; the pipeline is read from
+    ``app.main.BackendApp`` calls it first; as a middleware, install it with
+    ``app.add_middleware(UpstreamFastPath)``. The pipeline is read from
     ``app.state.webhook``.
     """
 
