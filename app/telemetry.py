@@ -64,6 +64,7 @@ import contextlib
 import inspect
 import logging
 import os
+import random
 import sys
 import threading
 import time
@@ -73,13 +74,24 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import accumulate
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import prometheus_client.metrics
 from fastapi import FastAPI
 from opentelemetry import context as otel_context, propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -93,6 +105,9 @@ from prometheus_client.utils import floatToGoString
 
 from app.exceptions import ConfigurationError
 from signalr_protocol import logsafe
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 __all__ = [
     "AZURE_MONITOR_ENV",
@@ -636,7 +651,139 @@ def _unsampled_parent() -> bool:
     trace id), so the helpers make none: the request's span alone carries the context.
     """
     current = trace.get_current_span()
+    if type(current) is _DroppedSpan:
+        return True
     return not current.is_recording() and current.get_span_context().is_valid
+
+
+_LOW_64_BITS: Final = (1 << 64) - 1
+"""The bits of a trace id that ``TraceIdRatioBased`` compares with its bound."""
+
+
+class _RootSampler:
+    """Head sampling of root requests, before the SDK, exactly as its sampler decides.
+
+    Made by :func:`_root_sampler` when the tracer's sampler decides a root span by its
+    trace id alone: ``TraceIdRatioBased(r)``, ``ParentBased`` with that root (what
+    ``OTEL_TRACES_SAMPLER=traceidratio`` / ``parentbased_traceidratio`` configure), or
+    always-off. For a root request (no ``traceparent``, no current span)
+    :meth:`Telemetry._head` draws the trace id as the SDK's ``RandomIdGenerator`` does and
+    applies the sampler's own test (``trace_id & (2**64 - 1) < bound``). A dropped request
+    gets a :class:`_DroppedSpan` and never reaches the SDK, whose unsampled span cost
+    10-15 µs per request; a sampled one is started by the SDK with that trace id, which
+    this object hands over as the tracer's id generator (:attr:`pending`), so the SDK's
+    sampler makes the same decision on the same id.
+
+    Used from one thread (the event loop's): :attr:`pending` is set and consumed within
+    one synchronous ``start_span`` call.
+    """
+
+    __slots__ = ("_ids", "bound", "dropped_flags", "pending")
+
+    def __init__(self, ids: IdGenerator, bound: int) -> None:
+        self._ids = ids
+        self.bound = bound
+        self.pending = 0
+        # The flags the SDK gives an unsampled span: not sampled, and W3C's random-trace-id
+        # flag when the generator says its ids are random (SDKs that know the flag).
+        random_ids = getattr(ids, "is_trace_id_random", None)
+        self.dropped_flags = TraceFlags(0x02 if random_ids is not None and random_ids() else 0)
+
+    # The id generator interface, as the SDK tracer calls it.
+
+    def generate_trace_id(self) -> int:
+        trace_id = self.pending
+        if trace_id:
+            self.pending = 0
+            return trace_id
+        return self._ids.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return self._ids.generate_span_id()
+
+    def is_trace_id_random(self) -> bool:
+        return self.dropped_flags == 0x02
+
+
+def _root_sampler(tracer: Tracer) -> _RootSampler | None:
+    """The head sampler for ``tracer``'s root spans, or ``None``: the SDK decides them all.
+
+    Only where the SDK's decision is a function of the trace id we would draw: an SDK
+    tracer with the default ``RandomIdGenerator`` (a custom generator makes its own ids),
+    a sampler that is ``TraceIdRatioBased``, always-off, or ``ParentBased`` over one of
+    them, read from the tracer the SDK configured from ``OTEL_TRACES_SAMPLER`` (nothing
+    here overrides it), and the SDK's own span metrics off
+    (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``, which count the dropped spans). Any
+    other sampler (always-on, Azure Monitor's, a custom one) leaves every span to the SDK.
+    """
+    from opentelemetry.sdk.trace import Tracer as SdkTracer
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        ParentBased,
+        StaticSampler,
+        TraceIdRatioBased,
+    )
+
+    if not isinstance(tracer, SdkTracer):
+        return None
+    ids = tracer.id_generator
+    if isinstance(ids, _RootSampler):  # the provider's cached tracer, already set up
+        return ids
+    if type(ids) is not RandomIdGenerator:
+        return None
+    if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true":
+        return None
+    sampler: Any = tracer.sampler
+    if (
+        isinstance(sampler, ParentBased)
+        and type(sampler).should_sample is ParentBased.should_sample
+    ):
+        # A root span's decision is the root delegate's (no public accessor in the SDK).
+        sampler = getattr(sampler, "_root", None)
+    if (
+        isinstance(sampler, TraceIdRatioBased)
+        and type(sampler).should_sample is TraceIdRatioBased.should_sample
+    ):
+        bound = int(sampler.bound)
+    elif (
+        isinstance(sampler, StaticSampler)
+        and type(sampler).should_sample is StaticSampler.should_sample
+        and getattr(sampler, "_decision", None) is Decision.DROP
+    ):
+        bound = 0
+    else:
+        return None
+    root = _RootSampler(ids, bound)
+    tracer.id_generator = cast("IdGenerator", root)
+    return root
+
+
+class _DroppedSpan(NonRecordingSpan):
+    """The span of a root request the head sampler dropped, made without the SDK.
+
+    What the SDK would have returned (a non-recording span in the request's trace, so
+    logs carry its trace id and REST calls a ``traceparent`` saying "not sampled"), except
+    that its span context, with a span id, is only made when somebody asks for it.
+    """
+
+    def __init__(self, trace_id: int, sampler: _RootSampler) -> None:
+        super().__init__(INVALID_SPAN_CONTEXT)
+        self._trace_id = trace_id
+        self._sampler = sampler
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is INVALID_SPAN_CONTEXT:
+            sampler = self._sampler
+            context = SpanContext(
+                self._trace_id,
+                sampler.generate_span_id(),
+                is_remote=False,
+                trace_flags=sampler.dropped_flags,
+            )
+            self._context = context
+        return context
 
 
 class RestCall:
@@ -754,14 +901,48 @@ class Telemetry:
         self.metrics = metrics
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self._tracer: Tracer | None = None
+        self._sampler: _RootSampler | None = None
         if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             self._tracer = provider.get_tracer(INSTRUMENTATION_NAME)
+            self._sampler = _root_sampler(self._tracer)
         self.tracing = self._tracer is not None
 
+    def _head(self, headers: Mapping[str, str] | None) -> _Current | int:
+        """Decide a root request before the SDK (see :class:`_RootSampler`).
+
+        Returns:
+            The dropped request's span manager; or the trace id of a sampled one, for
+            :meth:`_root`; or 0: not a root, or no head sampler, the SDK decides.
+        """
+        sampler = self._sampler
+        if (
+            sampler is None
+            or (headers is not None and "traceparent" in headers)
+            or trace.get_current_span() is not INVALID_SPAN
+        ):
+            return 0
+        trace_id = random.getrandbits(128)  # as the SDK's RandomIdGenerator draws it
+        while not trace_id:
+            trace_id = random.getrandbits(128)
+        if trace_id & _LOW_64_BITS < sampler.bound:
+            return trace_id
+        return _Current(_DroppedSpan(trace_id, sampler))
+
     def _root(
-        self, name: str, headers: Mapping[str, str] | None, attributes: dict[str, Any]
+        self,
+        name: str,
+        headers: Mapping[str, str] | None,
+        attributes: dict[str, Any],
+        trace_id: int = 0,
     ) -> AbstractContextManager[Span]:
         assert self._tracer is not None
+        if trace_id and self._sampler is not None:
+            # A root the head sampler kept: the SDK starts it with that trace id, and its
+            # sampler keeps it too.
+            self._sampler.pending = trace_id
+            return _Current(
+                self._tracer.start_span(name, kind=SpanKind.SERVER, attributes=attributes)
+            )
         parent = None
         if headers is not None and "traceparent" in headers:
             parent = propagate.extract(headers)
@@ -781,10 +962,13 @@ class Telemetry:
         """A span for one negotiate request (``headers``: to continue a caller's trace)."""
         if self._tracer is None:
             return _NO_SPAN
+        head = self._head(headers)
+        if isinstance(head, _Current):
+            return head
         attributes: dict[str, Any] = {"signalr.hub": hub}
         if user_id is not None:
             attributes["enduser.id"] = user_id
-        return self._root("SignalR negotiate", headers, attributes)
+        return self._root("SignalR negotiate", headers, attributes, head)
 
     def webhook(
         self,
@@ -798,9 +982,12 @@ class Telemetry:
         """A span for one upstream webhook request (its hub method's span is a child)."""
         if self._tracer is None:
             return _NO_SPAN
+        head = self._head(headers)
+        if isinstance(head, _Current):
+            return head
         label = category if category in WEBHOOK_CATEGORIES else OTHER
         attributes = _attributes(hub, category, event, connection_id, None)
-        return self._root(f"SignalR webhook {label}", headers, attributes)
+        return self._root(f"SignalR webhook {label}", headers, attributes, head)
 
     def hub_method(
         self,
