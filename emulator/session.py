@@ -4,7 +4,14 @@ Transports hand every chunk the client sent to :meth:`HubSession.receive`, in or
 session parses the handshake (answering it, or refusing it with an error and closing),
 then hub messages: each Invocation is sent upstream and awaited before the next message,
 and the upstream's reply bytes (a Completion, normally) are queued for the client. Pings
-only count as a sign of life. :meth:`HubSession.finish` reports the disconnect upstream.
+only count as a sign of life.
+
+An invocation whose arguments (or target text) break a payload limit reaches the session as
+an :class:`~signalr_protocol.messages.InvocationBindingFailureMessage`: it never goes
+upstream, is logged in one line, and is answered with an error Completion saying what is
+wrong when it has an invocation id (a send without one is only logged and dropped); the
+connection stays open. Only a message whose envelope can't be read closes it.
+:meth:`HubSession.finish` reports the disconnect upstream.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from signalr_protocol.handshake import HandshakeParser, encode_handshake_respons
 from signalr_protocol.messages import (
     CloseMessage,
     CompletionMessage,
+    InvocationBindingFailureMessage,
     InvocationMessage,
     StreamInvocationMessage,
 )
@@ -40,7 +48,12 @@ logger = logging.getLogger("emulator.connections")
 _HANDSHAKING = ConnectionState.HANDSHAKING
 _CONNECTED = ConnectionState.CONNECTED
 # Hub messages counted as inbound messages (pings, acks and sequence messages are not).
-_COUNTED = (InvocationMessage, StreamInvocationMessage, CompletionMessage)
+_COUNTED = (
+    InvocationMessage,
+    StreamInvocationMessage,
+    CompletionMessage,
+    InvocationBindingFailureMessage,
+)
 
 
 class HubSession:
@@ -170,6 +183,8 @@ class HubSession:
                 conn.last_received = time.monotonic()
             if reply and conn.enqueue(reply):
                 self._state.metrics.messages_out(1, len(reply))  # the service bills it
+        elif isinstance(message, InvocationBindingFailureMessage):
+            self._refuse(message)
         elif isinstance(message, StreamInvocationMessage):
             assert conn.codec is not None
             refusal = conn.codec.encode(
@@ -189,6 +204,25 @@ class HubSession:
             conn.abort(message.error, category=CloseReason.NORMAL)
         # Ping: a sign of life only. Completions answer REST :invoke calls; stream items,
         # cancels, Ack and Sequence are not forwarded in serverless mode.
+
+    def _refuse(self, message: InvocationBindingFailureMessage) -> None:
+        """An invocation outside the payload limits: one log line, an error Completion if
+        it has an id, never the upstream; the connection stays open."""
+        conn = self.conn
+        logger.info(
+            "Connection %s: %s%s",
+            conn.connection_id,
+            message.error,
+            "" if message.invocation_id is not None else " (a send: nothing answered)",
+        )
+        if message.invocation_id is None:
+            return
+        assert conn.codec is not None
+        answer = conn.codec.encode(
+            CompletionMessage.with_error(message.invocation_id, message.error)
+        )
+        if conn.enqueue(answer):
+            self._state.metrics.messages_out(1, len(answer))
 
     def _publish_closed(self, category: CloseReason, error: str | None) -> None:
         conn = self.conn

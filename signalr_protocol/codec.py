@@ -23,7 +23,17 @@ API:
   a frame may hold several messages; ``MessageParser.buffered`` is the count of pending bytes.
 - ``encode_varint(n) -> bytes`` – the MessagePack length prefix.
 
-Errors: every violation raises :class:`~signalr_protocol.errors.HubProtocolError` whose
+Binding failures: an Invocation or StreamInvocation whose envelope (type, invocation id,
+target, headers) is valid but whose arguments break a limit of :mod:`signalr_protocol.limits`
+(nesting depth, ``NaN``, ``1e999``, a 5,000-digit integer, a lone surrogate, a MessagePack
+extension other than the timestamp), or whose target holds a lone surrogate, is not an error:
+the parsers and ``decode_payload`` return an
+:class:`~signalr_protocol.messages.InvocationBindingFailureMessage` saying what is wrong, so
+the receiver can answer an error Completion and keep the connection (ASP.NET Core's hub
+protocols do the same). This costs nothing on the common path: the envelope is read again
+only after the whole message was refused.
+
+Errors: every other violation raises :class:`~signalr_protocol.errors.HubProtocolError` whose
 ``close_reason`` is the text to send in the Close message; a message over
 ``max_message_size`` raises :class:`~signalr_protocol.errors.MessageTooLargeError` (a
 subclass) as soon as its size is known. After a parser raised, its state is undefined: close
@@ -44,6 +54,8 @@ tuples (see :mod:`.messages`).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -55,13 +67,19 @@ from signalr_protocol.errors import (
     MessageTooLargeError,
     PayloadError,
 )
-from signalr_protocol.limits import check_payload, loads_json
+from signalr_protocol.limits import (
+    check_payload,
+    check_strings,
+    loads_json,
+    nesting_error,
+)
 from signalr_protocol.messages import (
     AckMessage,
     CancelInvocationMessage,
     CloseMessage,
     CompletionMessage,
     HubMessage,
+    InvocationBindingFailureMessage,
     InvocationMessage,
     PingMessage,
     SequenceMessage,
@@ -419,13 +437,190 @@ def _from_json_object(obj: Any, *, skip_unknown: bool) -> HubMessage | None:
     raise _protocol_error(f"Unknown message type {kind}.")
 
 
-def _parse_json_text(raw: bytes | bytearray | memoryview) -> Any:
-    # The payload limits (depth, finite numbers, integer size, valid Unicode) apply to
-    # every message: signalr_protocol.limits.
-    try:
-        return loads_json(raw)
-    except PayloadError as exc:
+def _refused_json(raw: bytes | bytearray | memoryview, exc: PayloadError) -> HubMessage:
+    """A message outside the limits: its binding failure, or the protocol error to close."""
+    failure = _json_binding_failure(raw)
+    if failure is None:
         raise _protocol_error(f"Message is not valid JSON: {exc.message}") from None
+    return failure
+
+
+# ---- Binding failures (the refused path only; see the module docs)
+
+_JSON_WS: Final = re.compile(r"[ \t\n\r]*")
+_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_SCALAR: Final = re.compile(r"[^,}\]\s]+")
+_JSON_NESTED: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    match = _JSON_WS.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def _json_value_end(text: str, start: int) -> int | None:
+    """End of the JSON value at ``start``, found without decoding or recursion."""
+    if start >= len(text):
+        return None
+    char = text[start]
+    if char == '"':
+        string = _JSON_STRING.match(text, start)
+        return None if string is None else string.end()
+    if char in "[{":
+        depth = 0
+        for token in _JSON_NESTED.finditer(text, start):
+            char = text[token.start()]
+            if char in "[{":
+                depth += 1
+            elif char in "]}":
+                depth -= 1
+                if depth == 0:
+                    return token.end()
+        return None
+    scalar = _JSON_SCALAR.match(text, start)
+    return None if scalar is None else scalar.end()
+
+
+def _json_arguments_span(text: str) -> tuple[int, int] | None:
+    """Where the top-level ``arguments`` value of a JSON object is (the last one wins, as
+    in decoding), or ``None`` when the object's outline can't be read."""
+    pos = _skip_ws(text, 0)
+    if not text.startswith("{", pos):
+        return None
+    pos = _skip_ws(text, pos + 1)
+    span = None
+    while True:
+        key = _JSON_STRING.match(text, pos)
+        if key is None:
+            return None
+        try:
+            name = json.loads(key.group())
+        except ValueError:
+            return None
+        pos = _skip_ws(text, key.end())
+        if not text.startswith(":", pos):
+            return None
+        start = _skip_ws(text, pos + 1)
+        end = _json_value_end(text, start)
+        if end is None:
+            return None
+        if name == "arguments":
+            span = (start, end)
+        pos = _skip_ws(text, end)
+        if text.startswith(",", pos):
+            pos = _skip_ws(text, pos + 1)
+            continue
+        if text.startswith("}", pos) and not text[pos + 1 :].strip(" \t\n\r"):
+            return span
+        return None
+
+
+def _json_binding_failure(
+    raw: bytes | bytearray | memoryview,
+) -> InvocationBindingFailureMessage | None:
+    """The binding failure of a refused JSON message whose envelope is valid, else ``None``.
+
+    The ``arguments`` value is cut out and decoded on its own; the rest (the envelope) must
+    decode within the limits, a lone surrogate in the target excepted.
+    """
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    span = _json_arguments_span(text)
+    if span is None:
+        return None
+    start, end = span
+    try:
+        envelope = loads_json(text[:start] + "[]" + text[end:], lone_surrogates=True)
+        if type(envelope) is not dict or envelope.get("type") not in (1, 4):
+            return None
+        message = _from_json_object(envelope, skip_unknown=False)
+    except (PayloadError, HubProtocolError):
+        return None
+    if message is None:  # not reached: skip_unknown=False
+        return None
+    problem: str | None = None
+    try:
+        loads_json(text[start:end])
+    except PayloadError as exc:
+        problem = exc.message
+    return _binding_failure(message, problem)
+
+
+def _binding_failure(
+    message: HubMessage, problem: str | None
+) -> InvocationBindingFailureMessage | None:
+    """Build the failure from a decoded envelope and the arguments' problem, if any."""
+    assert isinstance(message, InvocationMessage | StreamInvocationMessage)
+    try:  # the envelope's other strings must be valid text: they are answered or logged
+        check_strings([message.invocation_id, message.headers, list(message.stream_ids)])
+    except PayloadError:
+        return None
+    target = message.target
+    try:
+        check_strings(target)
+    except PayloadError as exc:
+        problem = problem or exc.message
+        target = target.encode("utf-8", "backslashreplace").decode("utf-8")
+    if problem is None:  # the refusal was about something else
+        return None
+    return InvocationBindingFailureMessage(
+        invocation_id=message.invocation_id,
+        target=target,
+        error=f"Invocation '{target}' refused: {_sentence_tail(problem)}",
+        stream=type(message) is StreamInvocationMessage,
+    )
+
+
+def _sentence_tail(text: str) -> str:
+    """``text`` to follow a colon: "The value..." becomes "the value...", "NaN" stays."""
+    word = text.split(" ", 1)[0]
+    if word[1:] == word[1:].lower():
+        return text[:1].lower() + text[1:]
+    return text
+
+
+def _msgpack_binding_failure(
+    body: bytes | bytearray | memoryview,
+) -> InvocationBindingFailureMessage | None:
+    """The binding failure of a refused MessagePack message whose envelope is valid.
+
+    The envelope is read item by item (strings with ``surrogatepass``, so a lone surrogate
+    in the target is readable); then the arguments alone, under the usual limits.
+    """
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        unicode_errors="surrogatepass",
+        strict_map_key=False,
+        timestamp=0,
+        max_buffer_size=max(len(body), 1),
+    )
+    unpacker.feed(body)
+    try:
+        count = unpacker.read_array_header()
+        items = [unpacker.unpack() for _ in range(min(count, 4))]
+        if count < 5 or type(items[0]) is not int or items[0] not in (1, 4):
+            return None
+        message = _from_msgpack_array([*items, []], skip_unknown=False)
+        assert message is not None
+    except Exception:  # any decoding failure: the envelope is not readable
+        return None
+    problem: str | None = None
+    try:
+        arguments = unpacker.unpack()
+    except msgpack.StackError:  # deeper than the decoder's own stack (1,024 levels)
+        problem = nesting_error().message
+    except UnicodeDecodeError:
+        problem = "A string is not valid UTF-8 text."
+    except Exception:  # cut off or malformed: not a binding problem
+        return None
+    else:
+        try:
+            check_strings(check_payload(arguments))
+        except PayloadError as exc:
+            problem = exc.message
+    return _binding_failure(message, problem)
 
 
 class JsonHubCodec(HubCodec):
@@ -472,7 +667,13 @@ class JsonHubCodec(HubCodec):
         """
         if body.endswith(RECORD_SEPARATOR):
             body = body[:-1]
-        message = _from_json_object(_parse_json_text(body), skip_unknown=False)
+        # The payload limits (depth, finite numbers, integer size, valid Unicode) apply to
+        # every message: signalr_protocol.limits.
+        try:
+            obj = loads_json(body)
+        except PayloadError as exc:
+            return _refused_json(body, exc)
+        message = _from_json_object(obj, skip_unknown=False)
         assert message is not None  # skip_unknown=False never yields None
         return message
 
@@ -529,7 +730,12 @@ class JsonMessageParser(MessageParser):
     def _append(messages: list[HubMessage], raw: bytes | bytearray | memoryview) -> None:
         if not raw:
             raise _protocol_error("Empty message: two record separators in a row.")
-        message = _from_json_object(_parse_json_text(raw), skip_unknown=True)
+        try:
+            obj = loads_json(raw)
+        except PayloadError as exc:
+            messages.append(_refused_json(raw, exc))
+            return
+        message = _from_json_object(obj, skip_unknown=True)
         if message is not None:
             messages.append(message)
 
@@ -711,7 +917,14 @@ class MessagePackHubCodec(HubCodec):
         Raises:
             HubProtocolError: invalid MessagePack, trailing bytes, bad fields, unknown type.
         """
-        message = _from_msgpack_array(_unpack(body), skip_unknown=False)
+        try:
+            items = _unpack(body)
+        except HubProtocolError:
+            failure = _msgpack_binding_failure(body)
+            if failure is None:
+                raise
+            return failure
+        message = _from_msgpack_array(items, skip_unknown=False)
         assert message is not None  # skip_unknown=False never yields None
         return message
 
@@ -775,9 +988,17 @@ class MessagePackMessageParser(MessageParser):
                 buffer += view[pos:]
                 self._needed = end - pos
                 return messages
-            message = _from_msgpack_array(_unpack(view[index:end]), skip_unknown=True)
-            if message is not None:
-                messages.append(message)
+            try:
+                items = _unpack(view[index:end])
+            except HubProtocolError:
+                failure = _msgpack_binding_failure(view[index:end])
+                if failure is None:
+                    raise
+                messages.append(failure)
+            else:
+                message = _from_msgpack_array(items, skip_unknown=True)
+                if message is not None:
+                    messages.append(message)
             pos = end
         return messages
 

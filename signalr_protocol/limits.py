@@ -45,7 +45,15 @@ import msgpack
 
 from signalr_protocol.errors import PayloadError
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "check_payload", "json_depth", "loads_json"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "check_payload",
+    "check_strings",
+    "json_depth",
+    "loads_json",
+    "nesting_error",
+]
 
 MAX_DEPTH: Final = 64
 """Deepest accepted nesting of arrays and objects (the outermost counts 1)."""
@@ -99,12 +107,20 @@ def json_depth(data: bytes) -> int:
     return max(0, max(accumulate(map(_DELTA.__getitem__, outside))))
 
 
-def loads_json(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads_json(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    lone_surrogates: bool = False,
+) -> Any:
     """Decode one JSON text within the limits described in the module docs.
 
     Args:
         data: UTF-8 bytes or text.
         max_depth: deepest accepted nesting of arrays and objects.
+        lone_surrogates: leave ``\\ud800``-style lone surrogates in the decoded strings
+            instead of refusing them (the caller checks the strings it uses, with
+            :func:`check_strings`); every other limit still applies.
 
     Raises:
         PayloadError: not valid JSON or UTF-8, or outside a limit; the message says which.
@@ -142,8 +158,8 @@ def loads_json(data: bytes | bytearray | memoryview | str, *, max_depth: int = M
                 f"An integer is too long: at most {MAX_INT_DIGITS:,} digits are accepted."
             ) from None
         raise PayloadError(f"The body is not valid JSON: {exc}.") from None
-    if _SURROGATE_ESCAPE.search(raw) is not None:
-        _check_strings(value)
+    if not lone_surrogates and _SURROGATE_ESCAPE.search(raw) is not None:
+        check_strings(value)
     return value
 
 
@@ -203,7 +219,12 @@ def _walk(value: Any, depth: int, max_depth: int) -> Any:
     return value
 
 
-def _check_strings(value: Any) -> None:
+def check_strings(value: Any) -> None:
+    """Refuse a lone surrogate in any string of ``value`` (map keys included).
+
+    Raises:
+        PayloadError: a string holds a lone UTF-16 surrogate; the message says so.
+    """
     stack = [value]
     while stack:
         item = stack.pop()
@@ -229,6 +250,11 @@ def _lone_surrogate() -> PayloadError:
         "A string holds a lone UTF-16 surrogate (such as \\ud800): strings must be valid "
         "Unicode text; a surrogate is accepted only as half of a pair."
     )
+
+
+def nesting_error(depth: int | None = None, max_depth: int = MAX_DEPTH) -> PayloadError:
+    """The error for a value nested deeper than ``max_depth`` (``depth`` levels if known)."""
+    return _too_deep(depth, max_depth)
 
 
 def _too_deep(depth: int | None, max_depth: int) -> PayloadError:

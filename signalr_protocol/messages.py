@@ -19,6 +19,9 @@ API:
 - ``PingMessage()`` – type 6.
 - ``CloseMessage(error=None, allow_reconnect=False)`` – type 7.
 - ``AckMessage(sequence_id)`` – type 8; ``SequenceMessage(sequence_id)`` – type 9.
+- ``InvocationBindingFailureMessage(invocation_id, target, error, stream=False)`` – not a wire
+  message: what a parser yields for an Invocation (or StreamInvocation) whose envelope was
+  read but whose arguments, or target text, break a payload limit.
 - ``HandshakeRequest(protocol, version)``.
 - ``TRACKABLE_TYPES`` – the message types counted by stateful reconnect.
 
@@ -42,6 +45,7 @@ __all__ = [
     "CompletionMessage",
     "HandshakeRequest",
     "HubMessage",
+    "InvocationBindingFailureMessage",
     "InvocationMessage",
     "MessageType",
     "PingMessage",
@@ -245,6 +249,35 @@ class SequenceMessage(HubMessage):
 
     message_type: ClassVar[MessageType] = MessageType.SEQUENCE
     sequence_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationBindingFailureMessage(HubMessage):
+    """An invocation that was read but cannot be bound: never sent, only parsed.
+
+    The parsers yield it instead of raising when an Invocation's (or StreamInvocation's)
+    envelope is valid (type, invocation id, target, headers) but its arguments break a limit
+    of :mod:`signalr_protocol.limits` (nesting depth, ``1e999``, a lone surrogate, an
+    unknown MessagePack extension...) or its target holds a lone surrogate. The receiver
+    answers an error Completion carrying ``error`` when ``invocation_id`` is set and keeps
+    the connection; only an unreadable envelope closes it. ASP.NET Core's hub protocols do
+    the same with their ``InvocationBindingFailureMessage``.
+
+    Attributes:
+        invocation_id: the invocation's id; ``None`` for a send (nobody to answer).
+        target: the target, as text every encoder can carry (a lone surrogate is written as
+            its ``\\uXXXX`` escape).
+        error: the text for the caller and the log, e.g. ``Invocation 'echo' refused: the
+            number 1e999 is too large: ...``.
+        stream: ``True`` when the message was a StreamInvocation (type 4).
+    """
+
+    # Counted as the invocation it was (stateful reconnect sequence ids).
+    message_type: ClassVar[MessageType] = MessageType.INVOCATION
+    invocation_id: str | None
+    target: str
+    error: str
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,11 @@ or an error. Errors a handler raises on purpose (:class:`~app.exceptions.HubErro
 subclasses: binding, filter) and errors the caller's input caused (a 4xx
 :class:`~signalr_protocol.errors.SignalRError` such as an invalid group name) carry their
 message and log one line; anything else becomes ``"Method execution failed."`` and a log line
-with the connection id and traceback. Arguments outside the payload limits
-(:mod:`signalr_protocol.limits`) get an error completion saying which limit, when the
-invocation id can be read. Without an invocation id (``send``) and for
+with the connection id and traceback. Arguments (or a target's text) outside the payload
+limits (:mod:`signalr_protocol.limits`) reach the pipeline as the codec's
+:class:`~signalr_protocol.messages.InvocationBindingFailureMessage` and get an error
+completion saying which limit; a body whose envelope can't be read is a ``400``. Without an
+invocation id (``send``) and for
 ``disconnected`` the answer is an empty ``200`` whatever happened, so failures are logged with
 the connection id and counted in :attr:`Webhook.stats` instead of vanishing.
 """
@@ -43,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import time
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,7 +64,11 @@ from signalr_protocol.errors import (
     UpstreamFormatError,
 )
 from signalr_protocol.limits import loads_json
-from signalr_protocol.messages import CompletionMessage, InvocationMessage
+from signalr_protocol.messages import (
+    CompletionMessage,
+    InvocationBindingFailureMessage,
+    InvocationMessage,
+)
 from signalr_protocol.signature import verify_signature
 from signalr_protocol.upstream import (
     CATEGORY_CONNECTIONS,
@@ -556,20 +561,29 @@ class Webhook:
         try:
             message = codec.decode_payload(request.body)
         except HubProtocolError as exc:
+            # The envelope can't be read: no invocation id to answer.
             stats.bad_requests += 1
-            reason = exc.close_reason
-            invocation_id = _invocation_id_of(request.body, codec)
             logger.info(
                 "webhook: invocation %s of connection %s refused: %s",
                 event,
                 connection_id,
-                reason,
+                exc.close_reason,
                 extra={"connection_id": connection_id},
             )
-            if invocation_id is None:
-                return _text(400, f"Bad invocation body: {reason}")
+            return _text(400, f"Bad invocation body: {exc.close_reason}")
+        if isinstance(message, InvocationBindingFailureMessage):
+            # Arguments (or the target's text) outside the payload limits: the codec's
+            # text says which; an error completion when there is an id, as for a refusal.
+            stats.bad_requests += 1
+            logger.log(
+                logging.INFO if message.invocation_id is not None else logging.WARNING,
+                "webhook: connection %s: %s",
+                connection_id,
+                message.error,
+                extra={"connection_id": connection_id},
+            )
             return self._answer(
-                codec, invocation_id, f"Invalid invocation: {reason}", "error", upstream.category
+                codec, message.invocation_id, message.error, "error", upstream.category
             )
         if not isinstance(message, InvocationMessage):
             stats.bad_requests += 1
@@ -702,25 +716,6 @@ class Webhook:
         stats.error_completions += 1
         body = codec.encode(CompletionMessage(invocation_id, error=error))
         return WebhookResult(200, body, codec.content_type, "error" if outcome == "ok" else outcome)
-
-
-_INVOCATION_ID: Final = re.compile(rb'"invocationId"\s*:\s*"([^"\\]{1,256})"')
-
-
-def _invocation_id_of(body: bytes, codec: HubCodec) -> str | None:
-    """The invocation id of a JSON invocation body that did not decode, if it can be read.
-
-    A cheap pattern, not a parse: the body broke a limit, so it is not decoded again.
-    """
-    if codec is not JSON_CODEC:
-        return None
-    match = _INVOCATION_ID.search(body)
-    if match is None:
-        return None
-    try:
-        return match.group(1).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def _caused_by_caller(exc: Exception) -> bool:

@@ -17,7 +17,8 @@
 //   {"event":"reply","req","ok":true,"result"}     {"event":"reply","req","ok":false,"error"}
 //   {"event":"message","cid","target","args"}      {"event":"closed","cid","error"}
 //   {"event":"reconnecting","cid","error"}         {"event":"reconnected","cid","connectionId"}
-// Byte arrays (MessagePack bin) travel as {"$bytes": "<base64>"} both ways.
+// Byte arrays (MessagePack bin) travel as {"$bytes": "<base64>"} both ways; {"$date": "<ISO>"}
+// becomes a Date (sent only).
 import { createRequire } from "node:module";
 import readline from "node:readline";
 
@@ -46,6 +47,9 @@ function fromWire(value) {
   if (value && typeof value === "object") {
     if (typeof value.$bytes === "string" && Object.keys(value).length === 1) {
       return new Uint8Array(Buffer.from(value.$bytes, "base64"));
+    }
+    if (typeof value.$date === "string" && Object.keys(value).length === 1) {
+      return new Date(value.$date);
     }
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromWire(v)]));
   }

@@ -34,7 +34,8 @@ those handlers return their first argument (client results, for REST ``:invoke``
 ``reconnect="default"`` for the client's own default delays 0, 2, 10, 30 s; watch
 ``client.reconnecting`` / ``client.reconnected`` events); ``skip_negotiation=True`` (WebSockets
 only); ``server_timeout`` / ``keep_alive`` in seconds. Byte arrays (MessagePack ``bin``)
-arrive as ``bytes``. Connection failures raise :class:`NodeClientError` from ``connect``.
+arrive as ``bytes``; a ``datetime`` argument is sent as a JS ``Date`` (MessagePack: the
+timestamp extension). Connection failures raise :class:`NodeClientError` from ``connect``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +76,8 @@ def _from_wire(value: Any) -> Any:
 def _to_wire(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat()}
     if isinstance(value, list | tuple):
         return [_to_wire(v) for v in value]
     if isinstance(value, dict):

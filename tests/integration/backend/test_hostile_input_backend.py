@@ -205,13 +205,16 @@ async def test_connection_event_with_deep_body_is_400(
 async def test_invocation_outside_the_limits_gets_an_error_completion(
     backend: Backend, body: bytes, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An invocation whose arguments break a limit gets an error completion saying which,
-    and one log line without a traceback."""
+    """An invocation whose arguments (or target text) break a limit gets an error completion
+    saying which, and one log line without a traceback: the codec's binding failure, as
+    ASP.NET Core's JSON hub protocol returns one for arguments it can't bind
+    (dotnet/aspnetcore src/SignalR/common/Protocols.Json/src/Protocol/JsonHubProtocol.cs)."""
     caplog.set_level(logging.INFO, logger="app.services.webhook")
     completion = _completion(await _webhook(backend, body))
     assert completion.invocation_id == "7"
     assert completion.error is not None
-    assert completion.error.startswith("Invalid invocation: Message is not valid JSON")
+    assert completion.error.startswith("Invocation '")
+    assert " refused: " in completion.error
     assert reason in completion.error
     lines = [r for r in caplog.records if r.name == "app.services.webhook"]
     assert len(lines) == 1
@@ -245,11 +248,32 @@ async def test_echo_of_a_messagepack_timestamp_completes_with_iso_text(backend: 
 async def test_echo_of_arguments_nested_990_deep_gets_an_error_completion(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """MessagePack arguments nested ~990 deep: a 400 naming the depth limit, no traceback."""
+    """MessagePack arguments nested ~990 deep: an error completion naming the depth limit,
+    no traceback (ASP.NET Core's MessagePack hub protocol returns a binding failure:
+    dotnet/aspnetcore
+    src/SignalR/common/Protocols.MessagePack/src/Protocol/MessagePackHubProtocolWorker.cs)."""
     body = b"\x95\x01\x80\xa13\xa4echo\x91" + b"\x91" * 990 + b"\x01"
-    response = await _webhook(backend, body, msgpack_body=True)
-    assert response.status_code == 400
-    assert "nested too deeply" in response.text
+    completion = _completion(await _webhook(backend, body, msgpack_body=True), msgpack_body=True)
+    assert completion.invocation_id == "3"
+    assert completion.error == (
+        "Invocation 'echo' refused: the value is nested too deeply: at most 64 nested "
+        "arrays and objects are accepted."
+    )
+    _no_tracebacks(caplog)
+
+
+async def test_a_send_outside_the_limits_is_logged_once(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send (no invocation id) whose arguments break a limit: nobody to answer, so an empty
+    200 and one warning naming the limit, no traceback; the handler never runs."""
+    caplog.set_level(logging.INFO, logger="app.services.webhook")
+    body = b'{"type":1,"target":"echo","arguments":[1e999]}'
+    response = await _webhook(backend, body)
+    assert response.status_code == 200 and response.content == b""
+    lines = [r for r in caplog.records if r.name == "app.services.webhook"]
+    assert [r.levelno for r in lines] == [logging.WARNING]
+    assert "Invocation 'echo' refused: the number 1e999 is too large" in lines[0].getMessage()
     _no_tracebacks(caplog)
 
 

@@ -397,9 +397,12 @@ async def test_client_timeout_is_paused_while_the_upstream_works() -> None:
                 assert message == {"type": 3, "invocationId": "1", "result": "late"}
 
 
-async def test_a_target_without_utf8_form_is_refused_before_upstream() -> None:
-    """A JSON target holding a lone surrogate closes the connection with a reason (the codec
-    refuses it on read) and never reaches the upstream."""
+async def test_a_target_without_utf8_form_gets_an_error_completion_before_upstream() -> None:
+    """A JSON target holding a lone surrogate (no header or URL can carry it) gets an error
+    completion naming the lone surrogate, never reaches the upstream, and the connection
+    stays open: ASP.NET Core answers an invocation it can't bind the same way
+    (dotnet/aspnetcore src/SignalR/server/Core/src/Internal/DefaultHubDispatcher.cs,
+    ProcessInvocationBindingFailure)."""
     seen: list[tuple[bytes, bytes]] = []
 
     async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -418,6 +421,11 @@ async def test_a_target_without_utf8_form_is_refused_before_upstream() -> None:
                 frame = '{"type":1,"invocationId":"1","target":"a\\ud800b","arguments":[]}'
                 await client.ws.send(frame + RS)
                 message = await asyncio.wait_for(client.receive(), 10)
-                assert message["type"] == 7
+                assert message["type"] == 3 and message["invocationId"] == "1"
+                assert message["error"].startswith("Invocation 'a\\ud800b' refused: ")
                 assert "lone UTF-16 surrogate" in message["error"]
-    assert seen == []
+                frame = '{"type":1,"invocationId":"2","target":"ok","arguments":[]}'
+                await client.ws.send(frame + RS)
+                message = await asyncio.wait_for(client.receive(), 10)
+                assert message == {"type": 3, "invocationId": "2"}
+    assert [event for _, event in seen] == [b"ok"]

@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, str]]] = []
+        self.arguments: list[list[Any]] = []  # of each invocation, in order
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -57,6 +59,7 @@ class Upstream:
             codec = get_codec("messagepack" if "msgpack" in headers["content-type"] else "json")
             invocation = codec.decode_payload(body)
             assert isinstance(invocation, InvocationMessage)
+            self.arguments.append(list(invocation.arguments))
             invocation_id = invocation.invocation_id or "none"
             status, content_type, answer = _answer(event, codec, invocation_id)
         await send(
@@ -253,62 +256,149 @@ async def test_relayed_reasons_are_bounded_and_sanitised(
 
 
 # ------------------------------------------------------------------------ client messages
+#
+# An invocation that can be read (type, id, target) but not bound (arguments, or a target's
+# text, outside the payload limits) is answered with an error completion and the connection
+# stays open, as ASP.NET Core does: its hub protocols return an InvocationBindingFailureMessage
+# (dotnet/aspnetcore src/SignalR/common/SignalR.Common/src/Protocol/
+# InvocationBindingFailureMessage.cs) and its dispatcher answers it with an error completion
+# (src/SignalR/server/Core/src/Internal/DefaultHubDispatcher.cs,
+# ProcessInvocationBindingFailure). Only an unreadable envelope closes the connection.
+
+DEEP_990: Any = 1
+for _ in range(990):
+    DEEP_990 = [DEEP_990]
 
 
-async def test_a_lone_surrogate_closes_with_a_reason_and_one_log_line(
+@contextlib.contextmanager
+def _deep_enough() -> Iterator[None]:
+    """Room for the test's own recursive JSON encoding of a 990-level value."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 2_000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _invoked(upstream: Upstream, since: int) -> list[str]:
+    """The invocation events the upstream saw since ``since`` events."""
+    skip = ("connected", "disconnected")
+    return [event for event, _ in upstream.events[since:] if event not in skip]
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if " refused: " in r.getMessage()]
+
+
+async def test_a_lone_surrogate_gets_an_error_completion_and_one_log_line(
     upstream_emu: tuple[Upstream, RunningEmulator], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A JSON client can write "\\ud800" in a target or an argument, which no header, URL or
-    MessagePack peer can carry: the message is refused before any upstream call, with a
-    Close naming the lone surrogate (as ASP.NET Core closes on a message System.Text.Json
-    refuses), and one log line, no traceback."""
+    MessagePack peer can carry: the invocation never goes upstream, its caller gets an error
+    completion naming the lone surrogate, the log one line (no traceback), and the
+    connection stays open (see the section's note on ASP.NET Core)."""
     upstream, emu = upstream_emu
     caplog.set_level(logging.INFO)
     before = len(upstream.events)
-    for payload in (
-        '{"type":1,"invocationId":"s1","target":"a\\ud800","arguments":[]}',
-        '{"type":1,"invocationId":"s2","target":"echo","arguments":["\\udc00"]}',
-    ):
-        async with _raw(emu) as ws:
+    async with _raw(emu) as ws:
+        for payload, target in (
+            ('{"type":1,"invocationId":"s1","target":"a\\ud800","arguments":[]}', "a\\ud800"),
+            ('{"type":1,"invocationId":"s2","target":"echo","arguments":["\\udc00"]}', "echo"),
+        ):
             await ws.send(payload + RS)
-            [close] = await _messages(ws)
-            assert close["type"] == 7
-            assert "lone UTF-16 surrogate" in close["error"]
-    assert [e for e, _ in upstream.events[before:] if e not in ("connected", "disconnected")] == []
+            [completion] = await _messages(ws)
+            assert completion["type"] == 3
+            assert completion["error"].startswith(f"Invocation '{target}' refused: ")
+            assert "lone UTF-16 surrogate" in completion["error"]
+        await ws.send('{"type":1,"invocationId":"ok","target":"echo","arguments":[]}' + RS)
+        assert await _messages(ws) == [{"type": 3, "invocationId": "ok", "result": "fine"}]
+    assert _invoked(upstream, before) == ["echo"]
     _no_tracebacks(caplog)
-    refused = [r for r in caplog.records if "surrogate" in r.getMessage()]
-    assert refused and all("\n" not in r.getMessage() for r in refused)
+    refused = _refusals(caplog)
+    assert len(refused) == 2 and all("\n" not in line for line in refused)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ("[NaN]", "NaN is not valid JSON"),
+        ("[" + "[" * 10_000 + "]" * 10_000 + "]", "nested too deeply (10001 levels)"),
+        ("[" + "[" * 70 + "]" * 70 + "]", "at most 64 nested arrays"),
+        ("[" + "9" * 5_000 + "]", "at most 4,300 digits"),
+        ("[1e999]", "the number 1e999 is too large"),
+    ],
+    ids=["nan", "deep", "over-depth-limit", "long-int", "overflow"],
+)
+async def test_arguments_outside_the_json_limits_get_an_error_completion(
+    upstream_emu: tuple[Upstream, RunningEmulator],
+    arguments: str,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Arguments outside the JSON limits (``NaN``, 10,000 levels, 70 levels, a 5,000-digit
+    integer, ``1e999``) get an error completion naming the limit, one log line without a
+    traceback, no upstream call, and the connection stays open."""
+    upstream, emu = upstream_emu
+    caplog.set_level(logging.INFO)
+    before = len(upstream.events)
+    async with _raw(emu) as ws:
+        await ws.send(
+            '{"type":1,"invocationId":"1","target":"echo","arguments":' + arguments + "}" + RS
+        )
+        [completion] = await _messages(ws)
+        assert completion["invocationId"] == "1"
+        assert completion["error"].startswith("Invocation 'echo' refused: ")
+        assert reason in completion["error"]
+        await ws.send('{"type":1,"invocationId":"2","target":"echo","arguments":[]}' + RS)
+        assert await _messages(ws) == [{"type": 3, "invocationId": "2", "result": "fine"}]
+    assert _invoked(upstream, before) == ["echo"]
+    assert len(_refusals(caplog)) == 1
+    _no_tracebacks(caplog)
+
+
+async def test_a_send_with_bad_arguments_is_dropped_with_one_log_line(
+    upstream_emu: tuple[Upstream, RunningEmulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send (no invocation id) whose arguments break a limit has nobody to answer: one log
+    line, no upstream call, no close; the next invocation is answered as usual."""
+    upstream, emu = upstream_emu
+    caplog.set_level(logging.INFO)
+    before = len(upstream.events)
+    async with _raw(emu) as ws:
+        await ws.send('{"type":1,"target":"echo","arguments":[1e999]}' + RS)
+        await ws.send('{"type":1,"invocationId":"2","target":"echo","arguments":[]}' + RS)
+        assert await _messages(ws) == [{"type": 3, "invocationId": "2", "result": "fine"}]
+    assert _invoked(upstream, before) == ["echo"]
+    [line] = _refusals(caplog)
+    assert "1e999" in line and "a send: nothing answered" in line
+    _no_tracebacks(caplog)
 
 
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ('{"type":1,"invocationId":"1","target":"echo","arguments":[NaN]}', "NaN"),
         (
             '{"type":1,"invocationId":"1","target":"echo","arguments":[' + "[" * 10_000,
             "nested too deeply",
         ),
         (
-            '{"type":1,"invocationId":"1","target":"echo","arguments":['
+            '{"type":1,"invocationId":"1","target":"echo","arguments":[],"headers":{"h":'
             + "[" * 70
             + "]" * 70
-            + "]}",
+            + "}}",
             "at most 64",
         ),
-        (
-            '{"type":1,"invocationId":"1","target":"echo","arguments":[' + "9" * 5_000 + "]}",
-            "4,300 digits",
-        ),
-        ('{"type":1,"invocationId":"1","target":"echo","arguments":[1e999]}', "infinity"),
+        ('{"type":1,"invocationId":"\\ud800","target":"echo","arguments":[NaN]}', "NaN"),
     ],
-    ids=["nan", "deep", "over-depth-limit", "long-int", "overflow"],
+    ids=["unterminated", "deep-headers", "surrogate-id"],
 )
-async def test_a_malformed_json_message_closes_with_a_reason(
+async def test_an_unreadable_envelope_closes_with_a_reason(
     emu_up: RunningEmulator, payload: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A message outside the JSON limits (``NaN``, 10,000 ``[``, 70 levels, a 5,000-digit
-    integer, ``1e999``) closes the connection with a Close message naming the limit, and
-    logs one line without a traceback."""
+    """A message whose envelope can't be read (cut-off JSON, headers outside the limits, an
+    invocation id no encoder can answer) closes the connection with a Close message naming
+    the problem, and logs one line without a traceback."""
     caplog.set_level(logging.INFO)
     async with _raw(emu_up) as ws:
         await ws.send(payload + RS)
@@ -318,24 +408,122 @@ async def test_a_malformed_json_message_closes_with_a_reason(
     _no_tracebacks(caplog)
 
 
-async def test_deeply_nested_messagepack_closes_with_a_reason(
-    emu_up: RunningEmulator, caplog: pytest.LogCaptureFixture
+async def _msgpack_messages(ws: ClientConnection) -> list[Any]:
+    """The next MessagePack hub messages other than pings."""
+    codec = get_codec("messagepack")
+    async with asyncio.timeout(5):
+        while True:
+            data = await ws.recv()
+            assert isinstance(data, bytes)
+            messages = [m for m in codec.new_parser().feed(data) if m.message_type != 6]
+            if messages:
+                return messages
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (b"\x91" + b"\x91" * 1_000 + b"\x01", "nested too deeply"),
+        (b"\x91" + b"\x91" * 5_000 + b"\x01", "nested too deeply"),
+        (b"\x91\xa3\xed\xa0\x80", "lone UTF-16 surrogate"),
+        (b"\x91\xa2\xff\xfe", "not valid UTF-8"),
+        (msgpack.packb([msgpack.ExtType(5, b"x")]), "extension type 5 is not supported"),
+    ],
+    ids=["deep", "deeper-than-msgpack", "surrogate", "bad-utf8", "ext-5"],
+)
+async def test_messagepack_arguments_outside_the_limits_get_an_error_completion(
+    upstream_emu: tuple[Upstream, RunningEmulator],
+    arguments: bytes,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A MessagePack Invocation nested deeper than the limit closes the connection cleanly."""
+    """MessagePack arguments nested 1,000 or 5,000 deep, holding a lone surrogate or invalid
+    UTF-8, or an extension other than the timestamp: an error completion naming the limit,
+    no upstream call, one log line, the connection stays open (MessagePack's hub protocol
+    in ASP.NET Core returns a binding failure for arguments it can't bind:
+    dotnet/aspnetcore src/SignalR/common/Protocols.MessagePack/src/Protocol/
+    MessagePackHubProtocolWorker.cs)."""
+    upstream, emu = upstream_emu
+    caplog.set_level(logging.INFO)
+    before = len(upstream.events)
+    codec = get_codec("messagepack")
     head = msgpack.packb([1, {}, "1", "echo"], use_bin_type=True)
-    # The array header says 5 items; the fifth is 1,000 one-item arrays around a 1.
-    body = b"\x95" + head[1:] + b"\x91" * 1_000 + b"\x01"
-    frame = get_codec("messagepack").frame(body)
-    async with _raw(emu_up, "messagepack") as ws:
-        await ws.send(frame)
-        async with asyncio.timeout(5):
-            while True:
-                data = await ws.recv()
-                assert isinstance(data, bytes)
-                messages = get_codec("messagepack").new_parser().feed(data)
-                if any(type(m).__name__ == "CloseMessage" for m in messages):
-                    break
+    body = b"\x95" + head[1:] + arguments  # the array header says 5 items
+    async with _raw(emu, "messagepack") as ws:
+        await ws.send(codec.frame(body))
+        [completion] = await _msgpack_messages(ws)
+        assert isinstance(completion, CompletionMessage)
+        assert completion.invocation_id == "1" and completion.error is not None
+        assert completion.error.startswith("Invocation 'echo' refused: ")
+        assert reason in completion.error
+        stamp = msgpack.Timestamp(seconds=1_900_000_000)
+        await ws.send(codec.frame(msgpack.packb([1, {}, "2", "echo", [stamp]], datetime=False)))
+        [answer] = await _msgpack_messages(ws)
+        assert answer == CompletionMessage.with_result("2", "fine")
+    assert _invoked(upstream, before) == ["echo"]
+    assert upstream.arguments[-1] == ["2030-03-17T17:46:40+00:00"]  # the timestamp, converted
+    assert len(_refusals(caplog)) == 1
     _no_tracebacks(caplog)
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("protocol", ["json", "messagepack"])
+@pytest.mark.parametrize(
+    ("argument", "reason"),
+    [
+        ("\ud800", "lone UTF-16 surrogate"),
+        ("deep", "at most 64 nested arrays"),
+    ],
+    ids=["surrogate", "deep"],
+)
+async def test_the_official_client_gets_a_rejected_invoke_and_stays_connected(
+    upstream_emu: tuple[Upstream, RunningEmulator],
+    node: NodeProcess,
+    protocol: str,
+    argument: Any,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The official JS client's invoke("echo", "\\ud800") or of a value nested 990 deep (70
+    in MessagePack, whose JS encoder stops at 100) rejects with the limit's message; the
+    connection stays open and the next invoke works. Nothing reaches the upstream."""
+    upstream, emu = upstream_emu
+    caplog.set_level(logging.INFO)
+    if argument == "deep":
+        argument = DEEP_990
+        if protocol == "messagepack":
+            argument = 1
+            for _ in range(70):
+                argument = [argument]
+    before = len(upstream.events)
+    token = emu.client_token("chat")
+    async with node.connect(
+        emu.client_url("chat"), access_token=token, protocol=protocol
+    ) as client:
+        with pytest.raises(NodeClientError) as caught, _deep_enough():
+            await client.invoke("echo", argument, timeout=10)
+        assert "Invocation 'echo' refused: " in str(caught.value)
+        assert reason in str(caught.value)
+        assert await client.invoke("echo", 1) == "fine"
+        assert not client.closed.is_set()
+    assert _invoked(upstream, before) == ["echo"]
+    _no_tracebacks(caplog)
+
+
+@pytest.mark.node
+async def test_the_official_messagepack_client_sends_dates_as_timestamps(
+    upstream_emu: tuple[Upstream, RunningEmulator], node: NodeProcess
+) -> None:
+    """A JS Date travels as the MessagePack timestamp extension, which is converted (a UTC
+    datetime, not refused like other extensions) and reaches the upstream as its ISO text."""
+    upstream, emu = upstream_emu
+    token = emu.client_token("chat")
+    when = datetime(2030, 3, 17, 17, 46, 40, 123000, tzinfo=UTC)
+    async with node.connect(
+        emu.client_url("chat"), access_token=token, protocol="messagepack"
+    ) as client:
+        assert await client.invoke("echo", when) == "fine"
+    assert upstream.arguments[-1] == [when.isoformat()]
 
 
 # ------------------------------------------------------------------------------ frames

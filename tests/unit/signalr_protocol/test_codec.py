@@ -23,6 +23,7 @@ from signalr_protocol.messages import (
     CloseMessage,
     CompletionMessage,
     HubMessage,
+    InvocationBindingFailureMessage,
     InvocationMessage,
     PingMessage,
     SequenceMessage,
@@ -230,15 +231,16 @@ def test_json_non_ascii_is_utf8_and_lone_surrogates_are_escaped() -> None:
 
     Decoding refuses it as System.Text.Json does (its reader cannot unescape invalid UTF-16
     into a string), so no handler, header or log line ever holds one
-    (signalr_protocol.limits).
+    (signalr_protocol.limits): an invocation's arguments give a binding failure.
     """
     assert JSON_CODEC.encode_payload(InvocationMessage("t", ["é😀"])) == (
         '{"type":1,"target":"t","arguments":["é😀"]}'.encode()
     )
     payload = JSON_CODEC.encode_payload(InvocationMessage("t", ["\ud800"]))
     assert b"\\ud800" in payload
-    with pytest.raises(HubProtocolError, match="lone UTF-16 surrogate"):
-        JSON_CODEC.decode_payload(payload)
+    refused = JSON_CODEC.decode_payload(payload)
+    assert isinstance(refused, InvocationBindingFailureMessage)
+    assert "lone UTF-16 surrogate" in refused.error
     pair = JSON_CODEC.encode_payload(InvocationMessage("t", ["\U0001f600"]))
     assert JSON_CODEC.decode_payload(pair) == InvocationMessage("t", ["\U0001f600"])
 
@@ -382,7 +384,7 @@ JSON_BAD = [
     (b'{"type":9,"sequenceId":-1}', "'sequenceId'"),
     (b'{"type":8,"sequenceId":1.5}', "'sequenceId'"),
     (b'{"type":0}', "Unknown message type 0"),
-    (b'{"type":1,"target":"t","arguments":[NaN]}', "not valid JSON"),
+    (b'{"type":1,"target":"t","headers":{"h":NaN},"arguments":[]}', "not valid JSON"),
     (b"[" * 100_000, "not valid JSON"),
 ]
 
@@ -533,30 +535,145 @@ def test_codec_attributes_and_lookup() -> None:
         get_codec("xml")
 
 
+# Binding failures: as ASP.NET Core's JSON and MessagePack hub protocols return an
+# InvocationBindingFailureMessage for an invocation whose arguments can't be bound
+# (dotnet/aspnetcore src/SignalR/common/Protocols.Json/src/Protocol/JsonHubProtocol.cs,
+# src/SignalR/common/Protocols.MessagePack/src/Protocol/MessagePackHubProtocolWorker.cs,
+# src/SignalR/common/SignalR.Common/src/Protocol/InvocationBindingFailureMessage.cs).
+
+
+def _decoded_both_ways(codec: HubCodec, body: bytes) -> HubMessage:
+    """``decode_payload`` and a parser agree on ``body``; the message they return."""
+    message = codec.decode_payload(body)
+    assert codec.new_parser().feed(codec.frame(body)) == [message]
+    return message
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            b'{"type":1,"invocationId":"1","target":"t","arguments":[NaN]}',
+            "Invocation 't' refused: NaN is not valid JSON: JSON numbers must be finite.",
+        ),
+        (
+            b'{"type":1,"invocationId":"1","target":"t","arguments":[1e999]}',
+            "Invocation 't' refused: the number 1e999 is too large: it overflows a 64-bit "
+            "float to infinity.",
+        ),
+        (
+            b'{"type":1,"invocationId":"1","target":"a\\udc00","arguments":[]}',
+            "Invocation 'a\\udc00' refused: a string holds a lone UTF-16 surrogate",
+        ),
+        (
+            b'{"type":1,"invocationId":"1","target":"t","arguments":[' + b"9" * 5000 + b"]}",
+            "Invocation 't' refused: an integer is too long: at most 4,300 digits",
+        ),
+        (
+            b'{"arguments":' + b"[" * 10_000 + b"]" * 10_000 + b',"type":1,"target":"t",'
+            b'"invocationId":"1"}',
+            "Invocation 't' refused: the value is nested too deeply (10000 levels): at most 64",
+        ),
+    ],
+    ids=["nan", "overflow", "surrogate target", "long int", "deep, arguments first"],
+)
+def test_json_arguments_outside_the_payload_limits_are_binding_failures(
+    body: bytes, error: str
+) -> None:
+    """A JSON invocation whose envelope reads but whose arguments (or target text) break a
+    limit decodes to a binding failure saying which limit, with its id and a target any
+    encoder can carry."""
+    message = _decoded_both_ways(JSON_CODEC, body)
+    assert isinstance(message, InvocationBindingFailureMessage)
+    assert message.error.startswith(error)
+    assert message.invocation_id == "1" and not message.stream
+    message.target.encode("utf-8")  # no lone surrogate left
+    assert JSON_CODEC.encode(CompletionMessage.with_error("1", message.error))
+
+
+def test_json_binding_failures_of_sends_and_stream_invocations() -> None:
+    """A send's failure has no id; a StreamInvocation's is marked ``stream``; brackets and
+    escaped quotes inside strings do not confuse where the arguments end."""
+    send = JSON_CODEC.decode_payload(b'{"type":1,"target":"t","arguments":["]}\\"[",1e999]}')
+    assert isinstance(send, InvocationBindingFailureMessage)
+    assert send.invocation_id is None and "1e999" in send.error
+    stream = JSON_CODEC.decode_payload(
+        b'{"type":4,"invocationId":"s","target":"t","arguments":[NaN],"streamIds":[]}'
+    )
+    assert isinstance(stream, InvocationBindingFailureMessage)
+    assert stream.stream and stream.invocation_id == "s"
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (b'{"type":1,"target":"t","arguments":[NaN]}', "NaN is not valid JSON"),
-        (b'{"type":1,"target":"t","arguments":[1e999]}', "1e999 is too large"),
-        (b'{"type":1,"target":"\\udc00","arguments":[]}', "lone UTF-16 surrogate"),
-        (b'{"type":1,"target":"t","arguments":[' + b"9" * 5000 + b"]}", "4,300 digits"),
-        (b'{"type":1,"target":"t","arguments":' + b"[" * 10_000 + b"]" * 10_000 + b"}", "deeply"),
+        (b'{"type":1,"target":"t","arguments":[' + b"[" * 10_000, "nested too deeply"),
+        (b'{"type":1,"invocationId":"\\ud800","target":"t","arguments":[NaN]}', "NaN"),
+        (b'{"type":1,"target":"t","arguments":[],"headers":{"h":1e999}}', "1e999"),
+        (b'{"type":3,"invocationId":"1","result":1e999}', "1e999"),
+        (b'{"type":1,"arguments":[NaN]}', "NaN"),
+        (b'{"type":1,"target":"t","arguments":[NaN]} x', "NaN"),
     ],
-    ids=["nan", "overflow", "surrogate", "long int", "deep"],
+    ids=["cut off", "surrogate id", "bad header", "completion", "no target", "trailing"],
 )
-def test_json_messages_outside_the_payload_limits_are_protocol_errors(
+def test_json_envelopes_outside_the_payload_limits_are_protocol_errors(
     body: bytes, reason: str
 ) -> None:
-    """A JSON hub message outside the payload limits is a HubProtocolError saying which limit."""
+    """A JSON message whose envelope can't be read within the limits (or that is no
+    invocation) stays a HubProtocolError saying which limit: the connection closes."""
     with pytest.raises(HubProtocolError, match=reason):
         JSON_CODEC.decode_payload(body)
+    with pytest.raises(HubProtocolError, match=reason):
+        JSON_CODEC.new_parser().feed(body + b"\x1e")
+
+
+_MP_HEAD = b"\x95\x01\x80\xa11\xa1t"  # [1, {}, "1", "t", <arguments>]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (b"\x91" * 990 + b"\x01", "the value is nested too deeply: at most 64"),
+        (b"\x91" * 5000 + b"\x01", "the value is nested too deeply: at most 64"),
+        (b"\x91\xa3\xed\xa0\x80", "a string holds a lone UTF-16 surrogate"),
+        (b"\x91\xa2\xff\xfe", "a string is not valid UTF-8 text."),
+        (b"\x91\xd4\x05\x00", "MessagePack extension type 5 is not supported"),
+    ],
+    ids=["990 deep", "deeper than the decoder", "surrogate", "bad utf-8", "ext 5"],
+)
+def test_msgpack_arguments_outside_the_payload_limits_are_binding_failures(
+    arguments: bytes, error: str
+) -> None:
+    """MessagePack arguments nested too deep (even past the decoder's own stack), holding a
+    lone surrogate or invalid UTF-8, or an extension other than the timestamp: a binding
+    failure saying which."""
+    message = _decoded_both_ways(MSGPACK_CODEC, _MP_HEAD + arguments)
+    assert isinstance(message, InvocationBindingFailureMessage)
+    assert message.error.startswith(f"Invocation 't' refused: {error}")
+    assert message.invocation_id == "1"
+    assert MSGPACK_CODEC.encode(CompletionMessage.with_error("1", message.error))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x95\x01\x80\xa3\xed\xa0\x80\xa1t\x91\xc0",  # invocation id with a surrogate
+        b"\x95\x01\x81\xa1h\x01\xa11\xa1t\x91\xd4\x05\x00",  # header value not a string
+        b"\x95\x01\x80\xa11\xa1t\x91\xc1",  # reserved byte in the arguments
+        b"\x95\x01\x80\xa11\xa1t\x92\x01",  # arguments cut off
+        b"\x94\x01\x80\xa11\xa1t",  # no arguments
+    ],
+    ids=["surrogate id", "bad header", "malformed", "cut off", "too short"],
+)
+def test_msgpack_unreadable_invocations_are_protocol_errors(body: bytes) -> None:
+    """A MessagePack invocation whose envelope is bad, or whose arguments are malformed
+    rather than outside a limit, stays a HubProtocolError."""
+    with pytest.raises(HubProtocolError):
+        MSGPACK_CODEC.decode_payload(body)
 
 
 def test_msgpack_messages_are_checked_and_timestamps_become_datetimes() -> None:
-    """MessagePack arguments nested ~990 deep are refused; a timestamp argument is a datetime."""
-    deep = b"\x95\x01\x80\xc0\xa1t\x91" + b"\x91" * 990 + b"\x01"  # [1, {}, nil, "t", [[[...]]]]
-    with pytest.raises(HubProtocolError, match="nested too deeply"):
-        MSGPACK_CODEC.decode_payload(deep)
+    """A timestamp argument is a datetime (the one extension with a meaning)."""
     when = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     body = msgpack.packb([1, {}, None, "t", [msgpack.Timestamp.from_datetime(when)]])
     assert MSGPACK_CODEC.decode_payload(body) == InvocationMessage("t", [when])
