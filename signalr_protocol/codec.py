@@ -548,6 +548,9 @@ def _json_binding_failure(
     return _binding_failure(message, problem)
 
 
+_MAX_TARGET_SHOWN: Final = 100
+
+
 def _binding_failure(
     message: HubMessage, problem: str | None
 ) -> InvocationBindingFailureMessage | None:
@@ -565,10 +568,12 @@ def _binding_failure(
         target = target.encode("utf-8", "backslashreplace").decode("utf-8")
     if problem is None:  # the refusal was about something else
         return None
+    # The target is the client's: quoted in full it could fill a log line with a megabyte.
+    shown = target if len(target) <= _MAX_TARGET_SHOWN else target[:_MAX_TARGET_SHOWN] + "..."
     return InvocationBindingFailureMessage(
         invocation_id=message.invocation_id,
         target=target,
-        error=f"Invocation '{target}' refused: {_sentence_tail(problem)}",
+        error=f"Invocation '{shown}' refused: {_sentence_tail(problem)}",
         stream=type(message) is StreamInvocationMessage,
     )
 

@@ -591,6 +591,18 @@ def test_json_arguments_outside_the_payload_limits_are_binding_failures(
     assert JSON_CODEC.encode(CompletionMessage.with_error("1", message.error))
 
 
+def test_a_long_target_is_shortened_in_the_refusal_text() -> None:
+    """The refusal quotes at most 100 characters of a client's target, so one message can't
+    write a megabyte into the log; the message keeps the whole target."""
+    target = "x" * 50_000
+    body = b'{"type":1,"invocationId":"1","target":"' + target.encode() + b'","arguments":[NaN]}'
+    message = JSON_CODEC.decode_payload(body)
+    assert isinstance(message, InvocationBindingFailureMessage)
+    assert message.target == target
+    assert message.error.startswith("Invocation '" + "x" * 100 + "...' refused: ")
+    assert len(message.error) < 300
+
+
 def test_json_binding_failures_of_sends_and_stream_invocations() -> None:
     """A send's failure has no id; a StreamInvocation's is marked ``stream``; brackets and
     escaped quotes inside strings do not confuse where the arguments end."""
