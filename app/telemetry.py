@@ -24,7 +24,12 @@ webhook request makes its span a child of the caller's trace. Those two spans ar
 requests' server spans (:func:`fastapi_options` keeps FastAPI's own request span off them);
 under a request the sampler dropped no child span is made. Every request is sampled unless
 ``OTEL_TRACES_SAMPLER`` says otherwise; an exported span costs about 75 µs of CPU, hence
-README's advice to sample (``parentbased_traceidratio``) at high request rates.
+README's advice to sample (``parentbased_traceidratio``) at high request rates. When the
+configured sampler decides a root span by its trace id alone (``traceidratio``,
+``parentbased_traceidratio``, ``always_off``, ``parentbased_always_off``), a request with
+no ``traceparent`` is decided here first, as that sampler would (:class:`_RootSampler`):
+a dropped one never reaches the SDK (its span is a non-recording one in its own trace,
+made for about 1 µs), a kept one is the SDK's, with the same trace id.
 
 **Metrics.** :class:`BackendMetrics` on its own registry (``GET /metrics``, Prometheus
 text format; ``SIGNALR_METRICS_ENABLED=false`` turns the route off):
@@ -71,6 +76,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass
 from itertools import accumulate
 from types import TracebackType
@@ -767,10 +773,27 @@ class _DroppedSpan(NonRecordingSpan):
     that its span context, with a span id, is only made when somebody asks for it.
     """
 
+    _token: Token[otel_context.Context]
+
     def __init__(self, trace_id: int, sampler: _RootSampler) -> None:
-        super().__init__(INVALID_SPAN_CONTEXT)
+        self._context = INVALID_SPAN_CONTEXT  # NonRecordingSpan's, made on demand
         self._trace_id = trace_id
         self._sampler = sampler
+
+    # Its own current-span manager (what :class:`_Current` does, for one object less):
+    # current for the ``with`` block, then no longer. Ending it records nothing.
+
+    def __enter__(self) -> _DroppedSpan:
+        self._token = otel_context.attach(trace.set_span_in_context(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        otel_context.detach(self._token)
 
     def get_span_context(self) -> SpanContext:
         context = self._context
@@ -907,18 +930,23 @@ class Telemetry:
             self._sampler = _root_sampler(self._tracer)
         self.tracing = self._tracer is not None
 
-    def _head(self, headers: Mapping[str, str] | None) -> _Current | int:
+    def _head(self, headers: Mapping[str, str] | None) -> _DroppedSpan | int:
         """Decide a root request before the SDK (see :class:`_RootSampler`).
 
         Returns:
-            The dropped request's span manager; or the trace id of a sampled one, for
-            :meth:`_root`; or 0: not a root, or no head sampler, the SDK decides.
+            The dropped request's span (its own ``with`` manager); or the trace id of a
+            sampled one, for :meth:`_root`; or 0: not a root, or no head sampler, the SDK
+            decides.
         """
         sampler = self._sampler
         if (
             sampler is None
             or (headers is not None and "traceparent" in headers)
-            or trace.get_current_span() is not INVALID_SPAN
+            or (
+                # An empty context (a fast path's request) has no span; else look.
+                (current := otel_context.get_current())
+                and trace.get_current_span(current) is not INVALID_SPAN
+            )
         ):
             return 0
         trace_id = random.getrandbits(128)  # as the SDK's RandomIdGenerator draws it
@@ -926,7 +954,7 @@ class Telemetry:
             trace_id = random.getrandbits(128)
         if trace_id & _LOW_64_BITS < sampler.bound:
             return trace_id
-        return _Current(_DroppedSpan(trace_id, sampler))
+        return _DroppedSpan(trace_id, sampler)
 
     def _root(
         self,
@@ -963,7 +991,7 @@ class Telemetry:
         if self._tracer is None:
             return _NO_SPAN
         head = self._head(headers)
-        if isinstance(head, _Current):
+        if isinstance(head, _DroppedSpan):
             return head
         attributes: dict[str, Any] = {"signalr.hub": hub}
         if user_id is not None:
@@ -983,7 +1011,7 @@ class Telemetry:
         if self._tracer is None:
             return _NO_SPAN
         head = self._head(headers)
-        if isinstance(head, _Current):
+        if isinstance(head, _DroppedSpan):
             return head
         label = category if category in WEBHOOK_CATEGORIES else OTHER
         attributes = _attributes(hub, category, event, connection_id, None)
