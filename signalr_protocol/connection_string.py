@@ -184,20 +184,6 @@ class ServiceEndpoint:
         """The ``aud`` of a client access token: port-less, with the ``?hub=`` query."""
         return f"{self.audience_base}client/?hub={hub.lower()}"
 
-    def client_audiences(self, hub: str) -> str | list[str]:
-        """The ``aud`` value of a client token for ``hub``.
-
-        The service SDK's audience is port-less (:meth:`client_audience`). When the
-        negotiate ``url`` differs from it only by a port (the emulator, a custom ``Port``),
-        the url is added as a second audience, so a client that checks ``aud`` against the
-        url it was given also succeeds; JWT allows an array of audiences.
-        """
-        audience = self.client_audience(hub)
-        url = self.client_url(hub)
-        if url != audience and urlsplit(url).hostname == urlsplit(audience).hostname:
-            return [audience, url]
-        return audience
-
     @property
     def host(self) -> str:
         """The Endpoint's host name, lower-cased."""

@@ -415,7 +415,7 @@ def mint_keyless_client_token(
     """
     return mint_token(
         key.access_key,
-        endpoint.client_audiences(hub),
+        endpoint.client_audience(hub),
         lifetime=lifetime,
         claims=build_client_claims(user_id, claims),
         now=now,

@@ -199,6 +199,20 @@ def test_keyless_client_token_is_signed_with_the_temporary_key() -> None:
     assert "temporary-access-key" not in repr(key)
 
 
+def test_keyless_client_token_has_one_port_less_audience_as_key_signed_ones() -> None:
+    """With a Port, a keyless token's aud is the one port-less string the SDK builds, the
+    same as a key-signed token's (Azure/azure-signalr src/Microsoft.Azure.SignalR/
+    EndpointProvider/DefaultServiceEndpointGenerator.cs GetClientAudience, as cited by the
+    key-signed test in tests/unit/signalr_protocol/test_tokens.py)."""
+    endpoint = parse_connection_string(
+        "Endpoint=http://localhost;Port=8888;AuthType=azure.msi;Version=1.0;"
+    )
+    key = TemporaryAccessKey("kid-1", "temporary-access-key-0123456789-abcdef", 0.0)
+    token = mint_keyless_client_token(endpoint, key, "Chat")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"] == "http://localhost/client/?hub=chat"
+
+
 def _certificate_pem(tmp_path: Path) -> Path:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app")])

@@ -48,10 +48,6 @@ def test_port_overrides_endpoint_port_but_not_audience() -> None:
     assert ep.audience_base == "http://localhost/"
     assert ep.client_url("Chat") == "http://localhost:8888/client/?hub=chat"
     assert ep.client_audience("Chat") == "http://localhost/client/?hub=chat"
-    assert ep.client_audiences("Chat") == [
-        "http://localhost/client/?hub=chat",
-        "http://localhost:8888/client/?hub=chat",
-    ]
 
 
 def test_default_port_is_not_written() -> None:
@@ -69,7 +65,6 @@ def test_client_and_server_endpoints() -> None:
     assert ep.client_url("chat") == "https://gw.example.com/client/?hub=chat"
     assert ep.server_endpoint == "https://internal.example.com:8443"
     assert ep.client_audience("chat") == "https://x.service.signalr.net/client/?hub=chat"
-    assert ep.client_audiences("chat") == "https://x.service.signalr.net/client/?hub=chat"
 
 
 def test_version_variants() -> None:
