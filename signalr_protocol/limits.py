@@ -233,8 +233,8 @@ def check_strings(value: Any) -> None:
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
-            for key in item:
-                _check_text(key)
+            # MessagePack map keys need not be strings: walk them like values.
+            stack.extend(item)
             stack.extend(item.values())
 
 

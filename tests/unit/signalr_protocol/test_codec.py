@@ -689,3 +689,15 @@ def test_msgpack_messages_are_checked_and_timestamps_become_datetimes() -> None:
     when = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     body = msgpack.packb([1, {}, None, "t", [msgpack.Timestamp.from_datetime(when)]])
     assert MSGPACK_CODEC.decode_payload(body) == InvocationMessage("t", [when])
+
+
+def test_messagepack_map_keys_that_are_not_strings_do_not_break_the_refusal() -> None:
+    """MessagePack map keys may be integers: checking a refused invocation's strings walks
+    them like values instead of failing (a hypothesis run found an AttributeError there)."""
+    deep: list[object] = []
+    for _ in range(70):
+        deep = [deep]
+    body = msgpack.packb([1, {}, "1", "t", [{0: "x", 1.5: ["y"]}, deep]])
+    message = MSGPACK_CODEC.new_parser().feed(bytes([len(body)]) + body)[0]
+    assert isinstance(message, InvocationBindingFailureMessage)
+    assert "nested too deeply" in message.error
