@@ -118,14 +118,20 @@ def test_payload_error_is_a_400_signalr_error() -> None:
 
 
 def test_common_case_stays_fast() -> None:
-    """A large ordinary body decodes within a small factor of json.loads."""
+    """A large ordinary body decodes within a small factor of json.loads (best of five runs
+    each, alternating, so a busy machine slows both alike)."""
     body = json.dumps([{"a": i, "b": [1, 2, {"c": "x[y"}]} for i in range(20_000)]).encode()
-    start = time.perf_counter()
     plain = json.loads(body)
-    baseline = time.perf_counter() - start
-    start = time.perf_counter()
     assert loads_json(body) == plain
-    assert time.perf_counter() - start < baseline * 6 + 0.05
+    baseline = checked = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        json.loads(body)
+        baseline = min(baseline, time.perf_counter() - start)
+        start = time.perf_counter()
+        loads_json(body)
+        checked = min(checked, time.perf_counter() - start)
+    assert checked < baseline * 6 + 0.05
 
 
 json_values = st.recursive(
