@@ -115,3 +115,22 @@ async def raw_client(
         assert json.loads(first) == {}, first
         client._pending = [json.loads(p) for p in rest.split(RS) if p]
         yield client
+
+
+async def invoke_once(url: str, token: str, target: str, *arguments: Any) -> dict[str, Any]:
+    """Connect to a client ``url`` (``http://…/client/?hub=…``) with ``token`` over a raw JSON
+    WebSocket, invoke ``target`` once and return the Completion, as a dict."""
+    ws_url = url.replace("http", "ws", 1)
+    async with connect(f"{ws_url}&access_token={token}") as socket:
+        await socket.send('{"protocol":"json","version":1}' + RS)
+        assert await socket.recv() == "{}" + RS
+        invocation = {"type": 1, "invocationId": "1", "target": target, "arguments": arguments}
+        await socket.send(json.dumps(invocation) + RS)
+        async with asyncio.timeout(10):
+            while True:
+                frame = await socket.recv()
+                assert isinstance(frame, str)
+                for text in frame.split(RS):
+                    if text and json.loads(text)["type"] == 3:
+                        completion: dict[str, Any] = json.loads(text)
+                        return completion

@@ -88,3 +88,19 @@ async def serve_asgi(
     )
     async with run_server(server, bind_socket(port)) as base_url:
         yield base_url
+
+
+async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
+    """Wait until a child server accepts connections on 127.0.0.1:``port`` (fail if it
+    exited first, or after 30 s)."""
+    async with asyncio.timeout(30):
+        while True:
+            assert process.returncode is None, "the server exited before it listened"
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return

@@ -8,20 +8,18 @@ gave its ``app`` logger a handler, its warnings went to Python's last-resort han
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.support.emulator import RunningEmulator, running_emulator
+from tests.support.emulator_kit import invoke_once
 from tests.support.runner import ROOT, child_environment
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_listening
 
 pytestmark = pytest.mark.anyio
 
@@ -67,20 +65,6 @@ class Served:
         return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-async def _wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert process.returncode is None, "uvicorn exited before it listened"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     """``uvicorn app.main:app`` (the chat hub and a ``rooms`` hub) behind an emulator."""
@@ -110,28 +94,10 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         )
         running = Served(f"http://127.0.0.1:{port}", emulator, process)
         try:
-            await _wait_listening(port, process)
+            await wait_listening(port, process)
             yield running
         finally:
             await running.stop()
-
-
-async def _invoke(url: str, token: str, target: str, *arguments: Any) -> dict[str, Any]:
-    """Invoke ``target`` over a raw WebSocket; the completion."""
-    ws_url = url.replace("http", "ws", 1)
-    async with websockets.connect(f"{ws_url}&access_token={token}") as socket:
-        await socket.send('{"protocol":"json","version":1}' + RS)
-        assert await socket.recv() == "{}" + RS
-        invocation = {"type": 1, "invocationId": "1", "target": target, "arguments": arguments}
-        await socket.send(json.dumps(invocation) + RS)
-        async with asyncio.timeout(10):
-            while True:
-                frame = await socket.recv()
-                assert isinstance(frame, str)
-                for text in frame.split(RS):
-                    if text and json.loads(text)["type"] == 3:
-                        completion: dict[str, Any] = json.loads(text)
-                        return completion
 
 
 async def test_client_text_is_one_escaped_line_and_tokens_never_appear(served: Served) -> None:
@@ -148,9 +114,10 @@ async def test_client_text_is_one_escaped_line_and_tokens_never_appear(served: S
     # The service's header writer turns a raw newline into a space; NEL and LINE SEPARATOR
     # reach the webhook as they are (and split lines for str.splitlines and many viewers).
     target = f"nothing\u0085{FAKE}\u2028access_token={SECRET}"
-    unknown = await _invoke(info["url"], info["accessToken"], target)
+    unknown = await invoke_once(info["url"], info["accessToken"], target)
     assert "No handler for target" in unknown["error"]
-    refused = await _invoke(info["url"], info["accessToken"], "enter", f"x\n{FAKE} Bearer {SECRET}")
+    hostile = f"x\n{FAKE} Bearer {SECRET}"
+    refused = await invoke_once(info["url"], info["accessToken"], "enter", hostile)
     assert refused["error"].startswith("no room named x\n")
     out, err = await served.stop()
 

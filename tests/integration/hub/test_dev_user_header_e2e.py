@@ -4,16 +4,14 @@ written, not as "JosÃ©"."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 
+from tests.support.emulator_kit import invoke_once
 from tests.support.stack import HubStack, hub_stack
 
 pytestmark = pytest.mark.anyio
@@ -30,22 +28,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[HubStack]:
 
 async def _whoami(url: str, token: str) -> dict[str, Any]:
     """Invoke the probe hub's ``whoami`` over a raw WebSocket; its result."""
-    async with websockets.connect(f"{url.replace('http', 'ws', 1)}&access_token={token}") as ws:
-        await ws.send('{"protocol":"json","version":1}' + RS)
-        assert await ws.recv() == "{}" + RS
-        await ws.send(
-            json.dumps({"type": 1, "invocationId": "1", "target": "whoami", "arguments": []}) + RS
-        )
-        async with asyncio.timeout(10):
-            while True:
-                frame = await ws.recv()
-                assert isinstance(frame, str)
-                for text in frame.split(RS):
-                    if text and json.loads(text)["type"] == 3:
-                        completion: dict[str, Any] = json.loads(text)
-                        assert completion.get("error") is None, completion
-                        result: dict[str, Any] = completion["result"]
-                        return result
+    completion = await invoke_once(url, token, "whoami")
+    assert completion.get("error") is None, completion
+    result: dict[str, Any] = completion["result"]
+    return result
 
 
 async def test_a_utf8_dev_user_id_reaches_the_hub_intact(stack: HubStack) -> None:

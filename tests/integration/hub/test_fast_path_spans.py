@@ -19,7 +19,7 @@ import pytest
 from app.telemetry import fastapi_options
 from signalr_protocol.connection_string import EMULATOR_ACCESS_KEY, emulator_connection_string
 from tests.support.hubkit import invocation_body, signed_headers
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_listening
 
 pytestmark = [pytest.mark.anyio]
 
@@ -43,21 +43,6 @@ def console_spans(text: str) -> list[dict[str, Any]]:
             return spans
         span, index = decoder.raw_decode(text, start)
         spans.append(span)
-
-
-async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    """Wait until the child accepts connections (or fail if it exited)."""
-    async with asyncio.timeout(30):
-        while True:
-            assert process.returncode is None, "the backend exited before it listened"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
 
 
 async def traced_backend_spans(tmp_path: Path) -> list[dict[str, Any]]:

@@ -7,15 +7,13 @@ hub as "JosÃ©" and a target "café" did not match its own invocation (400).
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 
+from tests.support.emulator_kit import invoke_once
 from tests.support.stack import HubStack, hub_stack
 
 pytestmark = pytest.mark.anyio
@@ -31,24 +29,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[HubStack]:
 
 
 async def _invoke(stack: HubStack, user_id: str, target: str, *arguments: Any) -> dict[str, Any]:
-    """Connect to the probe hub as ``user_id`` over a raw WebSocket, invoke ``target``, and
-    return the completion."""
+    """Connect to the probe hub as ``user_id``, invoke ``target``; the completion."""
     emulator = stack.emulator
-    url = emulator.client_url("probe").replace("http", "ws", 1)
     token = emulator.client_token("probe", user_id=user_id)
-    async with websockets.connect(f"{url}&access_token={token}") as socket:
-        await socket.send('{"protocol":"json","version":1}' + RS)
-        assert await socket.recv() == "{}" + RS
-        invocation = {"type": 1, "invocationId": "1", "target": target, "arguments": arguments}
-        await socket.send(json.dumps(invocation) + RS)
-        async with asyncio.timeout(10):
-            while True:
-                frame = await socket.recv()
-                assert isinstance(frame, str)
-                for text in frame.split(RS):
-                    if text and json.loads(text)["type"] == 3:
-                        completion: dict[str, Any] = json.loads(text)
-                        return completion
+    return await invoke_once(emulator.client_url("probe"), token, target, *arguments)
 
 
 async def test_a_non_ascii_user_id_reaches_the_hub_intact(stack: HubStack) -> None:
